@@ -1,0 +1,33 @@
+# Tarjotin: `make run` starts everything with demo data, `make test` runs the whole test suite.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: run stop status test test-unit test-sqlite test-postgres lint bench venv clean
+
+run:            ## install what is missing, start RabbitMQ, 4 services, their workers, nginx; load demo data
+	bash scripts/tarjotin.sh up
+
+stop:           ## stop what `make run` started
+	bash scripts/tarjotin.sh down
+
+status:
+	bash scripts/tarjotin.sh status
+
+venv:
+	bash scripts/bootstrap.sh venv
+
+test: venv      ## unit + integration + e2e, on SQLite and on PostgreSQL, against real RabbitMQ
+	bash scripts/bootstrap.sh all
+	$(PY) -m pytest -q
+
+test-unit: venv
+	$(PY) -m pytest -q tests/unit
+
+lint: venv      ## ruff + mypy
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+clean: stop
+	rm -rf var

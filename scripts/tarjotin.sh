@@ -1,0 +1,193 @@
+#!/usr/bin/env bash
+# Run the whole Tarjotin system on this machine, without containers.
+#   scripts/tarjotin.sh up        install what is missing, migrate, start 4 APIs + 4 workers + nginx, load demo
+#   scripts/tarjotin.sh down      stop what `up` started
+#   scripts/tarjotin.sh status    what is running
+#   scripts/tarjotin.sh start|stop|kill SERVICE ROLE   one process (ROLE: api | worker); kill = SIGKILL
+# Settings (environment, all optional):
+#   TARJOTIN_RUN_DIR (var/run)  TARJOTIN_DATA_DIR (var/data)  TARJOTIN_GATEWAY_PORT (8080)
+#   TARJOTIN_PORT_BASE (8100: services on +1..+4)  TARJOTIN_DB (sqlite | postgres)
+#   TARJOTIN_PG_URL (postgresql://postgres@127.0.0.1:5432)  TARJOTIN_PG_DB_PREFIX (tarjotin)
+#   TARJOTIN_DEMO (1: load demo data)  TARJOTIN_EXCHANGE, TARJOTIN_QUEUE_PREFIX (bus namespace)
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+VENV=${VENV:-$ROOT/.venv}
+PY="$VENV/bin/python"
+RUN=${TARJOTIN_RUN_DIR:-$ROOT/var/run}
+export TARJOTIN_DATA_DIR=${TARJOTIN_DATA_DIR:-$ROOT/var/data}
+GATEWAY_PORT=${TARJOTIN_GATEWAY_PORT:-8080}
+PORT_BASE=${TARJOTIN_PORT_BASE:-8100}
+DB=${TARJOTIN_DB:-sqlite}
+PG_URL=${TARJOTIN_PG_URL:-postgresql://postgres@127.0.0.1:5432}
+PG_PREFIX=${TARJOTIN_PG_DB_PREFIX:-tarjotin}
+SERVICES=(catalogue enrolment billing reporting)
+LOG="$RUN/log"
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+
+say() { echo "tarjotin: $*" >&2; }
+die() { say "$*"; exit 1; }
+
+port_of() {
+  case $1 in catalogue) echo $((PORT_BASE + 1));; enrolment) echo $((PORT_BASE + 2));;
+             billing) echo $((PORT_BASE + 3));; reporting) echo $((PORT_BASE + 4));; *) die "unknown service $1";; esac
+}
+
+service_env() {  # SERVICE: print the env assignments for one service's processes
+  local s=$1 upper=${1^^}
+  echo "TARJOTIN_${upper}_HTTP_PORT=$(port_of "$s")"
+  echo "PROMETHEUS_MULTIPROC_DIR=$RUN/metrics/$s"
+  if [ "$DB" = postgres ]; then
+    echo "TARJOTIN_${upper}_DATABASE_URL=${PG_URL/postgresql:/postgresql+asyncpg:}/${PG_PREFIX}_$s"
+  fi
+}
+
+pidfile() { echo "$RUN/pids/$1-$2.pid"; }
+alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+start_one() {  # SERVICE ROLE
+  local s=$1 role=$2 pf
+  pf=$(pidfile "$s" "$role")
+  alive "$pf" && { say "$s $role already running (pid $(cat "$pf"))"; return 0; }
+  mkdir -p "$RUN/pids" "$LOG" "$RUN/metrics/$s"
+  # shellcheck disable=SC2046
+  env $(service_env "$s") setsid "$PY" -m "services.$s" "$role" >>"$LOG/$s-$role.log" 2>&1 </dev/null &
+  echo $! >"$pf"
+}
+
+stop_one() {  # SERVICE ROLE [SIGNAL]
+  local pf pid i
+  pf=$(pidfile "$1" "$2")
+  alive "$pf" || { rm -f "$pf"; return 0; }
+  pid=$(cat "$pf")
+  kill "-${3:-TERM}" "$pid" 2>/dev/null || true
+  for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+  rm -f "$pf"
+}
+
+create_pg_databases() {
+  local s
+  for s in "${SERVICES[@]}"; do
+    psql "$PG_URL/postgres" -Atqc "select 1 from pg_database where datname = '${PG_PREFIX}_$s'" | grep -q 1 \
+      || psql "$PG_URL/postgres" -qc "create database ${PG_PREFIX}_$s" >/dev/null
+  done
+}
+
+render_nginx() {
+  mkdir -p "$RUN/nginx/tmp"
+  chmod 1777 "$RUN/nginx/tmp"
+  GATEWAY_PORT=$GATEWAY_PORT ACCESS_LOG="$LOG/gateway-access.log" DOCS_ROOT="$ROOT/deploy/nginx/docs" \
+  CATALOGUE_UPSTREAM=127.0.0.1:$(port_of catalogue) ENROLMENT_UPSTREAM=127.0.0.1:$(port_of enrolment) \
+  BILLING_UPSTREAM=127.0.0.1:$(port_of billing) REPORTING_UPSTREAM=127.0.0.1:$(port_of reporting) \
+    "$PY" -c 'import os, string, sys; sys.stdout.write(string.Template(sys.stdin.read()).safe_substitute(os.environ))' \
+    <deploy/nginx/tarjotin.conf.template >"$RUN/nginx/tarjotin.conf"
+  cat >"$RUN/nginx/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $RUN/nginx/nginx.pid;
+error_log $LOG/gateway-error.log warn;
+events { worker_connections 4096; }
+http {
+    client_body_temp_path $RUN/nginx/tmp/body;
+    proxy_temp_path $RUN/nginx/tmp/proxy;
+    fastcgi_temp_path $RUN/nginx/tmp/fastcgi;
+    uwsgi_temp_path $RUN/nginx/tmp/uwsgi;
+    scgi_temp_path $RUN/nginx/tmp/scgi;
+    include $RUN/nginx/tarjotin.conf;
+}
+CONF
+  "$NGINX" -t -q -p "$RUN/nginx" -c "$RUN/nginx/nginx.conf"
+}
+
+start_gateway() {
+  local pf="$RUN/pids/gateway.pid"
+  alive "$pf" && return 0
+  render_nginx
+  setsid "$NGINX" -p "$RUN/nginx" -c "$RUN/nginx/nginx.conf" >>"$LOG/gateway.log" 2>&1 </dev/null &
+  echo $! >"$pf"
+}
+
+wait_ready() {
+  "$PY" - "$GATEWAY_PORT" "${SERVICES[@]}" <<'PYEOF'
+import json, sys, time, urllib.request
+port, services = sys.argv[1], sys.argv[2:]
+prefix = {"catalogue": "catalogue", "enrolment": "enrolments", "billing": "billing", "reporting": "reports"}
+deadline = time.time() + 90
+for s in services:
+    url = f"http://127.0.0.1:{port}/api/{prefix[s]}/ready"
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if json.load(r).get("status") in ("ready", "degraded"):
+                    break
+        except Exception:
+            pass
+        if time.time() > deadline:
+            sys.exit(f"tarjotin: {s} not ready at {url} after 90 s; see the logs under the run directory")
+        time.sleep(0.3)
+PYEOF
+}
+
+up() {
+  bash scripts/bootstrap.sh venv
+  bash scripts/bootstrap.sh rabbitmq
+  bash scripts/bootstrap.sh nginx
+  if [ "$DB" = postgres ]; then bash scripts/bootstrap.sh postgres; create_pg_databases; fi
+  mkdir -p "$RUN" "$LOG" "$TARJOTIN_DATA_DIR"
+  local s
+  for s in "${SERVICES[@]}"; do
+    rm -rf "$RUN/metrics/$s"; mkdir -p "$RUN/metrics/$s"
+    # shellcheck disable=SC2046
+    env $(service_env "$s") "$PY" -m "services.$s" migrate >>"$LOG/$s-migrate.log" 2>&1 \
+      || die "migrating $s failed; see $LOG/$s-migrate.log"
+  done
+  # Workers first: they declare their queues, so nothing published is unroutable.
+  for s in "${SERVICES[@]}"; do start_one "$s" worker; done
+  for s in "${SERVICES[@]}"; do start_one "$s" api; done
+  start_gateway
+  wait_ready || { status; exit 1; }
+  if [ "${TARJOTIN_DEMO:-1}" = 1 ]; then
+    say "loading demo data"
+    "$PY" scripts/demo.py --gateway "http://127.0.0.1:$GATEWAY_PORT" >>"$LOG/demo.log" 2>&1 \
+      || die "loading demo data failed; see $LOG/demo.log"
+  fi
+  cat <<MSG
+
+Tarjotin is running ($DB databases, logs in $LOG):
+  Gateway and API index   http://127.0.0.1:$GATEWAY_PORT/docs
+  Catalogue               http://127.0.0.1:$GATEWAY_PORT/api/catalogue/offerings
+  Enrolments              http://127.0.0.1:$GATEWAY_PORT/api/enrolments
+  Billing                 http://127.0.0.1:$GATEWAY_PORT/api/billing/commitments
+  Reports                 http://127.0.0.1:$GATEWAY_PORT/api/reports/participants
+  Metrics (per service)   http://127.0.0.1:$GATEWAY_PORT/api/enrolments/metrics
+  RabbitMQ                amqp://127.0.0.1:5672 (management UI, if enabled: http://127.0.0.1:15672)
+Stop it with: make stop
+MSG
+}
+
+down() {
+  local s
+  if alive "$RUN/pids/gateway.pid"; then kill "$(cat "$RUN/pids/gateway.pid")"; fi
+  rm -f "$RUN/pids/gateway.pid"
+  for s in "${SERVICES[@]}"; do stop_one "$s" api; stop_one "$s" worker; done
+  say "stopped"
+}
+
+status() {
+  local f
+  for f in "$RUN"/pids/*.pid; do
+    [ -e "$f" ] || { say "nothing running"; return 0; }
+    if alive "$f"; then echo "$(basename "$f" .pid) running (pid $(cat "$f"))"; else echo "$(basename "$f" .pid) DEAD"; fi
+  done
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  status) status ;;
+  start) start_one "$2" "$3" ;;
+  stop) stop_one "$2" "$3" ;;
+  kill) stop_one "$2" "$3" KILL ;;
+  *) sed -n '2,12p' "$0"; exit 2 ;;
+esac

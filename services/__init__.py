@@ -1,0 +1,1 @@
+"""The four Tarjotin services. None imports another: they talk through events only."""

@@ -1,0 +1,1 @@
+"""Billing: commitment policies and budgets, payment commitments (maksusitoumus), invoices."""

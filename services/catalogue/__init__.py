@@ -1,0 +1,1 @@
+"""Catalogue: institutions, pricing guidelines, courses and offerings; publishes `institution.*`, `offering.*`."""

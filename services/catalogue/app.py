@@ -1,0 +1,37 @@
+"""Composition root of the catalogue: settings → engine → API and worker (relay)."""
+
+from __future__ import annotations
+
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+
+from services.catalogue.api import router
+from services.catalogue.consumers import SUBSCRIPTIONS
+from services.catalogue.settings import Settings
+from services.catalogue.tables import inbox, outbox
+from shared.db import make_engine
+from shared.service import make_api, make_worker
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+PREFIX = "/api/catalogue"
+
+
+def build_api(settings: Settings) -> FastAPI:
+    return make_api(
+        settings,
+        make_engine(settings.database_url),
+        router,
+        prefix=PREFIX,
+        outbox=outbox,
+        title="Tarjotin catalogue",
+        description="Institutions, pricing guidelines, courses and offerings of the network.",
+    )
+
+
+def build_worker(settings: Settings) -> list[Coroutine[Any, Any, None]]:
+    return make_worker(
+        settings, make_engine(settings.database_url), outbox=outbox, inbox=inbox, subscriptions=SUBSCRIPTIONS
+    )

@@ -1,0 +1,1 @@
+"""Enrolment: students (personal data stays here), enrolments, seats and waitlists."""

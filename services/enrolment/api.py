@@ -1,0 +1,105 @@
+"""Enrolment HTTP routes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.enrolment import handlers, views
+from services.enrolment.domain import Status
+from services.enrolment.tables import idempotency_keys
+from shared.http import ListOf, Page, correlation_id
+from shared.idempotency import run_once
+from shared.service import EngineDep
+
+router = APIRouter(tags=["enrolments"])
+EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+
+
+class StudentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    learner_id: str = Field(min_length=1, max_length=100, description="the home institution's learner id")
+    name: str = Field(min_length=1, max_length=200)
+    email: str = Field(pattern=EMAIL, max_length=254)
+
+
+class EnrolmentCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    offering_id: str = Field(min_length=1, max_length=64)
+    home_institution_id: str = Field(min_length=1, max_length=64)
+    student: StudentIn
+
+
+class EnrolmentRead(BaseModel):
+    id: str
+    offering_id: str
+    home_institution_id: str
+    status: Status
+    waitlist_position: int | None
+    student_ref: str
+    student: StudentIn
+    commitment_id: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@router.post("", status_code=201, response_model=EnrolmentRead)
+async def request_enrolment(
+    body: EnrolmentCreate,
+    request: Request,
+    engine: EngineDep,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
+) -> JSONResponse:
+    """Enrol a student: holds a seat (`awaiting_commitment`) or waitlists; enrolling again returns the same one."""
+    cmd = handlers.RequestEnrolment(
+        offering_id=body.offering_id,
+        home_institution_id=body.home_institution_id,
+        student=handlers.Student(**body.student.model_dump()),
+    )
+
+    async def work(conn: AsyncConnection) -> tuple[int, dict[str, Any]]:
+        created, data = await handlers.request_enrolment(conn, cmd, correlation_id(request))
+        return (201 if created else 200), EnrolmentRead.model_validate(data).model_dump(mode="json")
+
+    key = f"enrolment:{idempotency_key}" if idempotency_key else None
+    status, payload, replayed = await run_once(
+        engine, idempotency_keys, key, body.model_dump(mode="json"), work
+    )
+    return JSONResponse(
+        payload,
+        status_code=200 if replayed else status,
+        headers={"Location": f"/api/enrolments/{payload['id']}"},
+    )
+
+
+router.add_api_route("/", request_enrolment, methods=["POST"], status_code=201, include_in_schema=False)
+
+
+@router.get("", response_model=ListOf[EnrolmentRead])
+async def list_enrolments(
+    engine: EngineDep,
+    page: Annotated[Page, Depends()],
+    offering_id: str | None = None,
+    home_institution_id: str | None = None,
+    status: Status | None = None,
+) -> dict[str, Any]:
+    filters = {"offering_id": offering_id, "home_institution_id": home_institution_id, "status": status}
+    async with engine.connect() as conn:
+        total, items = await views.list_enrolments(
+            conn, filters=filters, offset=page.offset, limit=page.page_size
+        )
+    return {"total": total, "page": page.page, "page_size": page.page_size, "items": items}
+
+
+router.add_api_route("/", list_enrolments, methods=["GET"], include_in_schema=False)
+
+
+@router.get("/{enrolment_id}", response_model=EnrolmentRead)
+async def get_enrolment(enrolment_id: str, engine: EngineDep) -> dict[str, Any]:
+    async with engine.connect() as conn:
+        return await views.get_enrolment(conn, enrolment_id)

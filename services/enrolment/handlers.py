@@ -1,0 +1,318 @@
+"""Enrolment use cases and event handlers; each runs inside its caller's transaction."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.enrolment import domain, views
+from services.enrolment.domain import Status
+from services.enrolment.tables import enrolments, institutions, offerings, outbox, students
+from shared.bus import stage
+from shared.db import upsert_if_newer
+from shared.errors import Invalid, NotFound
+from shared.events import (
+    CommitmentAccepted,
+    CommitmentRejected,
+    EnrolmentConfirmed,
+    EnrolmentRejected,
+    EnrolmentRequested,
+    EnrolmentWaitlisted,
+    Envelope,
+    EventData,
+    InstitutionRegistered,
+    OfferingPublished,
+    new_event,
+)
+
+SOURCE = "enrolment"
+
+
+@dataclass(frozen=True)
+class Student:
+    learner_id: str
+    name: str
+    email: str
+
+
+@dataclass(frozen=True)
+class RequestEnrolment:
+    offering_id: str
+    home_institution_id: str
+    student: Student
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def _student_id(conn: AsyncConnection, home: str, student: Student) -> str:
+    row = (
+        await conn.execute(
+            sa.select(students.c.id, students.c.name, students.c.email).where(
+                students.c.home_institution_id == home, students.c.learner_id == student.learner_id
+            )
+        )
+    ).first()
+    if row is None:
+        student_id = str(uuid.uuid4())
+        await conn.execute(
+            students.insert().values(
+                id=student_id,
+                home_institution_id=home,
+                learner_id=student.learner_id,
+                name=student.name,
+                email=student.email,
+            )
+        )
+        return student_id
+    if (row.name, row.email) != (student.name, student.email):
+        await conn.execute(
+            students.update().where(students.c.id == row.id).values(name=student.name, email=student.email)
+        )
+    return str(row.id)
+
+
+async def _facts(conn: AsyncConnection, enrolment_id: str) -> tuple[sa.Row[Any], dict[str, Any]]:
+    row = (
+        await conn.execute(
+            sa.select(
+                enrolments,
+                offerings.c.provider_id,
+                offerings.c.academic_year,
+                offerings.c.member_price,
+                offerings.c.external_price,
+            )
+            .select_from(enrolments.join(offerings, offerings.c.id == enrolments.c.offering_id))
+            .where(enrolments.c.id == enrolment_id)
+        )
+    ).one()
+    facts = {
+        "enrolment_id": row.id,
+        "offering_id": row.offering_id,
+        "provider_id": row.provider_id,
+        "home_institution_id": row.home_institution_id,
+        "student_ref": row.student_id,
+        "academic_year": row.academic_year,
+    }
+    return row, facts
+
+
+async def _emit(
+    conn: AsyncConnection, data: EventData, enrolment_id: str, version: int, correlation_id: str
+) -> None:
+    await stage(
+        conn,
+        outbox,
+        new_event(data, source=SOURCE, subject=enrolment_id, sequence=version, correlation_id=correlation_id),
+    )
+
+
+async def _hold_seat(conn: AsyncConnection, offering_id: str) -> bool:
+    """Race-free on both databases: the row lock / single writer serialises this conditional update."""
+    held = await conn.execute(
+        offerings.update()
+        .where(offerings.c.id == offering_id, offerings.c.held < offerings.c.max_participants)
+        .values(held=offerings.c.held + 1)
+    )
+    return held.rowcount == 1
+
+
+async def _emit_requested(
+    conn: AsyncConnection, enrolment_id: str, version: int, correlation_id: str
+) -> None:
+    row, facts = await _facts(conn, enrolment_id)
+    await _emit(
+        conn,
+        EnrolmentRequested(**facts, member_price=row.member_price, external_price=row.external_price),
+        enrolment_id,
+        version,
+        correlation_id,
+    )
+
+
+async def request_enrolment(
+    conn: AsyncConnection, cmd: RequestEnrolment, correlation_id: str, today: date | None = None
+) -> tuple[bool, dict[str, Any]]:
+    """Hold a seat (or waitlist) for a student. Returns (created, enrolment)."""
+    offering = (await conn.execute(sa.select(offerings).where(offerings.c.id == cmd.offering_id))).first()
+    if offering is None:
+        raise NotFound(
+            f"Offering {cmd.offering_id!r} is not open for enrolment: it does not exist or is not published yet."
+        )
+    home = (
+        await conn.execute(sa.select(institutions.c.id).where(institutions.c.id == cmd.home_institution_id))
+    ).first()
+    if home is None:
+        raise Invalid(f"Home institution {cmd.home_institution_id!r} is not registered in the catalogue.")
+    domain.check_can_enrol(
+        offering.status, offering.enrolment_opens, offering.enrolment_closes, today or date.today()
+    )
+    student_id = await _student_id(conn, cmd.home_institution_id, cmd.student)
+    existing = (
+        await conn.execute(
+            sa.select(enrolments.c.id).where(
+                enrolments.c.offering_id == cmd.offering_id,
+                enrolments.c.student_id == student_id,
+                enrolments.c.status.in_(domain.ACTIVE),
+            )
+        )
+    ).first()
+    if existing is not None:
+        return False, await views.get_enrolment(conn, existing.id)
+
+    enrolment_id, now = str(uuid.uuid4()), _now()
+    seat = await _hold_seat(conn, cmd.offering_id)
+    waitlist_seq = None
+    if not seat:
+        waitlist_seq = (
+            await conn.execute(
+                offerings.update()
+                .where(offerings.c.id == cmd.offering_id)
+                .values(waitlist_seq=offerings.c.waitlist_seq + 1)
+                .returning(offerings.c.waitlist_seq)
+            )
+        ).scalar_one()
+    await conn.execute(
+        enrolments.insert().values(
+            id=enrolment_id,
+            offering_id=cmd.offering_id,
+            student_id=student_id,
+            home_institution_id=cmd.home_institution_id,
+            status=Status.AWAITING_COMMITMENT if seat else Status.WAITLISTED,
+            holds_seat=seat,
+            waitlist_seq=waitlist_seq,
+            version=1,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    if seat:
+        await _emit_requested(conn, enrolment_id, 1, correlation_id)
+    else:
+        data = await views.get_enrolment(conn, enrolment_id)
+        _row, facts = await _facts(conn, enrolment_id)
+        await _emit(
+            conn,
+            EnrolmentWaitlisted(**facts, waitlist_position=data["waitlist_position"]),
+            enrolment_id,
+            1,
+            correlation_id,
+        )
+    return True, await views.get_enrolment(conn, enrolment_id)
+
+
+async def _transition(
+    conn: AsyncConnection, enrolment_id: str, new_status: Status, *, release_seat: bool = False, **values: Any
+) -> int:
+    row = (await conn.execute(sa.select(enrolments.c.version).where(enrolments.c.id == enrolment_id))).one()
+    version = row.version + 1
+    changes: dict[str, Any] = {"status": new_status, "version": version, "updated_at": _now(), **values}
+    if release_seat:
+        changes["holds_seat"] = False
+    await conn.execute(enrolments.update().where(enrolments.c.id == enrolment_id).values(**changes))
+    return int(version)
+
+
+async def promote_waitlisted(conn: AsyncConnection, offering_id: str, correlation_id: str) -> int:
+    """Give free seats to the first waitlisted students, in FIFO order. Returns how many moved."""
+    promoted = 0
+    while True:
+        first = (
+            await conn.execute(
+                sa.select(enrolments.c.id)
+                .where(enrolments.c.offering_id == offering_id, enrolments.c.status == Status.WAITLISTED)
+                .order_by(enrolments.c.waitlist_seq)
+                .limit(1)
+            )
+        ).first()
+        if first is None or not await _hold_seat(conn, offering_id):
+            return promoted
+        version = await _transition(
+            conn, first.id, Status.AWAITING_COMMITMENT, holds_seat=True, waitlist_seq=None
+        )
+        await _emit_requested(conn, first.id, version, correlation_id)
+        promoted += 1
+
+
+async def _release_seat(conn: AsyncConnection, offering_id: str) -> None:
+    await conn.execute(
+        offerings.update()
+        .where(offerings.c.id == offering_id, offerings.c.held > 0)
+        .values(held=offerings.c.held - 1)
+    )
+
+
+# --- consumed events -------------------------------------------------------------------------------
+
+
+async def on_institution(conn: AsyncConnection, event: Envelope) -> None:
+    data = InstitutionRegistered.model_validate(event.data)
+    await upsert_if_newer(
+        conn, institutions, {"id": data.institution_id}, event.sequence, {"member": data.member}
+    )
+
+
+async def on_offering(conn: AsyncConnection, event: Envelope) -> None:
+    """Keep the local copy current; an older version than the one held is ignored."""
+    data = OfferingPublished.model_validate(event.data)
+    values = {
+        "provider_id": data.provider_id,
+        "academic_year": data.academic_year,
+        "title": data.titles.fi or data.titles.sv or data.titles.en or data.offering_id,
+        "start_date": data.start_date,
+        "enrolment_opens": data.enrolment_opens,
+        "enrolment_closes": data.enrolment_closes,
+        "free_cancellation_deadline": data.free_cancellation_deadline,
+        "max_participants": data.max_participants,
+        "member_price": data.member_price,
+        "external_price": data.external_price,
+        "status": event.data.get("status", "published"),
+    }
+    await upsert_if_newer(conn, offerings, {"id": data.offering_id}, event.sequence, values)
+    await promote_waitlisted(conn, data.offering_id, event.correlationid)
+
+
+async def on_commitment_accepted(conn: AsyncConnection, event: Envelope) -> None:
+    data = CommitmentAccepted.model_validate(event.data)
+    row = (
+        await conn.execute(sa.select(enrolments.c.status).where(enrolments.c.id == data.enrolment_id))
+    ).first()
+    if row is None:
+        raise NotFound(f"enrolment {data.enrolment_id} not found (yet)")
+    new_status = domain.confirm(row.status)
+    if new_status is None:
+        return
+    version = await _transition(conn, data.enrolment_id, new_status, commitment_id=data.commitment_id)
+    _row, facts = await _facts(conn, data.enrolment_id)
+    await _emit(conn, EnrolmentConfirmed(**facts), data.enrolment_id, version, event.correlationid)
+
+
+async def on_commitment_rejected(conn: AsyncConnection, event: Envelope) -> None:
+    data = CommitmentRejected.model_validate(event.data)
+    row = (
+        await conn.execute(
+            sa.select(enrolments.c.status, enrolments.c.offering_id).where(
+                enrolments.c.id == data.enrolment_id
+            )
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"enrolment {data.enrolment_id} not found (yet)")
+    new_status = domain.reject(row.status)
+    if new_status is None:
+        return
+    version = await _transition(
+        conn, data.enrolment_id, new_status, release_seat=True, commitment_id=data.commitment_id
+    )
+    await _release_seat(conn, row.offering_id)
+    _row, facts = await _facts(conn, data.enrolment_id)
+    await _emit(
+        conn, EnrolmentRejected(**facts, reason=data.reason), data.enrolment_id, version, event.correlationid
+    )
+    await promote_waitlisted(conn, row.offering_id, event.correlationid)

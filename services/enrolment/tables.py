@@ -1,0 +1,80 @@
+"""Enrolment tables: local copies of offerings and institutions, students, enrolments."""
+
+import sqlalchemy as sa
+
+from shared.bus import add_bus_tables
+from shared.db import Cents
+from shared.idempotency import add_idempotency_table
+
+metadata = sa.MetaData()
+
+ACTIVE = ("awaiting_commitment", "waitlisted", "confirmed")
+
+institutions = sa.Table(
+    "institutions",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("member", sa.Boolean, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+)
+
+offerings = sa.Table(
+    "offerings",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("provider_id", sa.String(64), nullable=False),
+    sa.Column("academic_year", sa.String(9), nullable=False),
+    sa.Column("title", sa.String(300), nullable=False),
+    sa.Column("start_date", sa.Date, nullable=False),
+    sa.Column("enrolment_opens", sa.Date, nullable=False),
+    sa.Column("enrolment_closes", sa.Date, nullable=False),
+    sa.Column("free_cancellation_deadline", sa.Date, nullable=False),
+    sa.Column("max_participants", sa.Integer, nullable=False),
+    sa.Column("member_price", Cents, nullable=False),
+    sa.Column("external_price", Cents, nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("held", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("waitlist_seq", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.CheckConstraint("held >= 0 AND held <= max_participants", name="ck_offerings_seats"),
+)
+
+students = sa.Table(
+    "students",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True, comment="the pseudonymous student_ref of events"),
+    sa.Column("home_institution_id", sa.String(64), nullable=False),
+    sa.Column("learner_id", sa.String(100), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("email", sa.String(254), nullable=False),
+    sa.UniqueConstraint("home_institution_id", "learner_id", name="uq_students_learner"),
+)
+
+enrolments = sa.Table(
+    "enrolments",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("offering_id", sa.String(36), sa.ForeignKey("offerings.id"), nullable=False),
+    sa.Column("student_id", sa.String(36), sa.ForeignKey("students.id"), nullable=False),
+    sa.Column("home_institution_id", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(30), nullable=False),
+    sa.Column("holds_seat", sa.Boolean, nullable=False),
+    sa.Column("waitlist_seq", sa.Integer, nullable=True),
+    sa.Column("commitment_id", sa.String(36), nullable=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_enrolments_offering_status_seq", "offering_id", "status", "waitlist_seq"),
+    sa.Index("ix_enrolments_home", "home_institution_id"),
+    sa.Index(
+        "uq_enrolments_one_active",
+        "offering_id",
+        "student_id",
+        unique=True,
+        sqlite_where=sa.text("status IN ('awaiting_commitment', 'waitlisted', 'confirmed')"),
+        postgresql_where=sa.text("status IN ('awaiting_commitment', 'waitlisted', 'confirmed')"),
+    ),
+)
+
+outbox, inbox = add_bus_tables(metadata)
+idempotency_keys = add_idempotency_table(metadata)

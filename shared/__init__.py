@@ -1,0 +1,1 @@
+"""Code shared by the four Tarjotin services: events, bus, storage, HTTP, logging, metrics."""

@@ -1,0 +1,220 @@
+"""Idempotent consumer: inbox row + effect in one transaction, ack after commit, retries, dead letters.
+
+Messages arrive with prefetch N and are handled in small batches: one database transaction per
+batch, one savepoint per message. A message whose handler raises is rolled back to its savepoint,
+re-published to the retry queue for its attempt (or to the dead-letter queue after the last
+attempt) and acked only once that publish is confirmed. The others are acked after the commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import aio_pika
+import sqlalchemy as sa
+import structlog
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from shared import metrics
+from shared.bus.topology import QueueNames, declare_consumer_queues, declare_exchange
+from shared.db import insert_ignoring_duplicates
+from shared.events import Envelope
+
+log = structlog.get_logger("consumer")
+
+Handler = Callable[[AsyncConnection, Envelope], Awaitable[None]]
+ATTEMPT_HEADER = "x-attempt"
+
+
+@dataclass
+class _Outcome:
+    message: AbstractIncomingMessage
+    event: Envelope | None
+    error: BaseException | None = None
+    duplicate: bool = False
+
+
+class Consumer:
+    """Consumes one service's queue and dispatches each event type to its handler."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        inbox: sa.Table,
+        subscriptions: Mapping[str, Handler],
+        *,
+        service: str,
+        amqp_url: str,
+        exchange: str,
+        queue: str,
+        binding_keys: Sequence[str] | None = None,
+        prefetch: int = 100,
+        batch: int = 50,
+        retry_delays_ms: Sequence[int] = (1000, 10000, 60000),
+        max_attempts: int = 5,
+        after_commit: Callable[[], None] | None = None,
+    ) -> None:
+        self.engine, self.inbox, self.subscriptions = engine, inbox, dict(subscriptions)
+        self.service, self.amqp_url, self.exchange_name = service, amqp_url, exchange
+        self.names = QueueNames(queue)
+        self.binding_keys = list(binding_keys) if binding_keys is not None else list(self.subscriptions)
+        self.prefetch, self.batch = prefetch, batch
+        self.retry_delays_ms, self.max_attempts = tuple(retry_delays_ms), max_attempts
+        self.after_commit = after_commit
+        self.ready = asyncio.Event()
+
+    async def run(self) -> None:
+        """Consume forever, reconnecting after broker failures."""
+        backoff = 0.2
+        while True:
+            try:
+                connection = await aio_pika.connect(self.amqp_url, timeout=5)
+                async with connection:
+                    channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+                    await channel.set_qos(prefetch_count=self.prefetch)
+                    exchange = await declare_exchange(channel, self.exchange_name)
+                    queue = await declare_consumer_queues(
+                        channel, exchange, self.names, self.binding_keys, self.retry_delays_ms
+                    )
+                    inbound: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+                    await queue.consume(inbound.put)
+                    self.ready.set()
+                    log.info("consumer connected", queue=self.names.main)
+                    backoff = 0.2
+                    await self._consume(connection, channel, inbound)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.ready.clear()
+                log.warning("consumer failed; reconnecting", error=repr(exc), backoff=backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    async def _consume(
+        self,
+        connection: aio_pika.abc.AbstractConnection,
+        channel: AbstractChannel,
+        inbound: asyncio.Queue[AbstractIncomingMessage],
+    ) -> None:
+        while True:
+            try:
+                first = await asyncio.wait_for(inbound.get(), 1.0)
+            except TimeoutError:
+                if connection.is_closed or channel.is_closed:
+                    raise ConnectionError("broker connection closed") from None
+                continue
+            batch = [first]
+            while len(batch) < self.batch and not inbound.empty():
+                batch.append(inbound.get_nowait())
+            await self.handle_batch(channel, batch)
+
+    async def handle_batch(
+        self, channel: AbstractChannel, messages: Sequence[AbstractIncomingMessage]
+    ) -> None:
+        outcomes = [self._parse(m) for m in messages]
+        started = time.perf_counter()
+        await self._apply_with_db_retry(outcomes)
+        metrics.HANDLER_DURATION.labels(self.service).observe(time.perf_counter() - started)
+        if self.after_commit:
+            self.after_commit()
+        now = time.time()
+        for outcome in outcomes:
+            event = outcome.event
+            routing_key = event.routing_key if event else "unparseable"
+            if outcome.error is None and event is not None:
+                await outcome.message.ack()
+                metrics.EVENTS_CONSUMED.labels(
+                    self.service, routing_key, "duplicate" if outcome.duplicate else "handled"
+                ).inc()
+                metrics.EVENT_LAG.labels(self.service, routing_key).observe(
+                    max(0.0, now - event.time.timestamp())
+                )
+            else:
+                await self._retry_or_dead_letter(channel, outcome, routing_key)
+
+    def _parse(self, message: AbstractIncomingMessage) -> _Outcome:
+        try:
+            return _Outcome(message, Envelope.from_json(message.body))
+        except (ValidationError, ValueError) as exc:
+            return _Outcome(message, None, error=exc)
+
+    async def _apply_with_db_retry(self, outcomes: list[_Outcome]) -> None:
+        """Run the batch's transaction; if the database itself fails, wait and run it again."""
+        delay = 0.1
+        while True:
+            try:
+                async with self.engine.begin() as conn:
+                    for outcome in outcomes:
+                        if outcome.event is not None:
+                            outcome.error, outcome.duplicate = None, False
+                            await self._apply_one(conn, outcome)
+                return
+            except Exception as exc:
+                log.warning("consumer transaction failed; retrying", error=repr(exc), delay=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _apply_one(self, conn: AsyncConnection, outcome: _Outcome) -> None:
+        event = outcome.event
+        assert event is not None
+        with structlog.contextvars.bound_contextvars(
+            event_id=event.id, event_type=event.type, correlation_id=event.correlationid
+        ):
+            try:
+                async with conn.begin_nested():
+                    inserted = await conn.execute(
+                        insert_ignoring_duplicates(
+                            conn,
+                            self.inbox,
+                            {"consumer": self.service, "event_id": event.id, "processed_at": time.time()},
+                        )
+                    )
+                    if inserted.rowcount == 0:
+                        outcome.duplicate = True
+                        return
+                    handler = self.subscriptions.get(event.routing_key) or self.subscriptions.get("#")
+                    if handler is not None:
+                        await handler(conn, event)
+            except Exception as exc:
+                outcome.error = exc
+                log.warning("event handler failed", error=repr(exc))
+
+    async def _retry_or_dead_letter(
+        self, channel: AbstractChannel, outcome: _Outcome, routing_key: str
+    ) -> None:
+        message = outcome.message
+        headers = dict(message.headers or {})
+        attempt = int(headers.get(ATTEMPT_HEADER, 0) or 0) + 1  # type: ignore[call-overload]
+        permanent = outcome.event is None
+        if permanent or attempt >= self.max_attempts:
+            target, destination = self.names.dead, "dead"
+            metrics.DEAD_LETTERS.labels(self.service, routing_key).inc()
+        else:
+            delay = self.retry_delays_ms[min(attempt, len(self.retry_delays_ms)) - 1]
+            target, destination = self.names.retry(delay), "retry"
+        headers.update(
+            {ATTEMPT_HEADER: attempt, "x-error": repr(outcome.error)[:1000], "x-failed-by": self.service}
+        )
+        republished = aio_pika.Message(
+            message.body,
+            headers=headers,
+            message_id=message.message_id,
+            content_type=message.content_type,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            timestamp=message.timestamp,
+        )
+        await channel.default_exchange.publish(republished, routing_key=target, mandatory=True)
+        await message.ack()
+        metrics.EVENTS_FAILED.labels(self.service, routing_key, destination).inc()
+        log.warning(
+            "event sent to " + destination,
+            message_id=message.message_id,
+            attempt=attempt,
+            queue=target,
+            error=repr(outcome.error)[:300],
+        )

@@ -1,0 +1,173 @@
+"""Transactional outbox: stage events in the caller's transaction; a relay publishes them.
+
+The relay reads pending rows in id order, publishes a batch as persistent messages with publisher
+confirms and `mandatory`, waits for every confirm, and only then marks the batch sent. A crash
+between publish and mark re-publishes the batch (consumers dedupe by event id); nothing is lost,
+and since rows leave in id order, nothing is reordered. On any broker error it reconnects with
+backoff and starts again from the oldest pending row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+import aio_pika
+import sqlalchemy as sa
+import structlog
+from aio_pika.abc import AbstractExchange
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from shared import metrics
+from shared.bus.topology import declare_exchange
+from shared.events import Envelope
+
+log = structlog.get_logger("relay")
+
+
+async def stage(conn: AsyncConnection, outbox: sa.Table, *events: Envelope) -> None:
+    """Write events to the outbox inside the caller's transaction (never publish directly)."""
+    if not events:
+        return
+    now = time.time()
+    await conn.execute(
+        outbox.insert(),
+        [
+            {"event_id": e.id, "routing_key": e.routing_key, "payload": e.to_json(), "created_at": now}
+            for e in events
+        ],
+    )
+
+
+def to_message(event_id: str, payload: bytes, created_at: float) -> aio_pika.Message:
+    return aio_pika.Message(
+        payload,
+        message_id=event_id,
+        content_type="application/cloudevents+json",
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        timestamp=created_at,
+    )
+
+
+class Relay:
+    """Publishes the outbox of one service's database to the exchange."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        outbox: sa.Table,
+        *,
+        service: str,
+        amqp_url: str,
+        exchange: str,
+        poll_s: float = 0.02,
+        batch: int = 500,
+    ) -> None:
+        self.engine, self.outbox, self.service = engine, outbox, service
+        self.amqp_url, self.exchange_name = amqp_url, exchange
+        self.poll_s, self.batch = poll_s, batch
+        self.kick = asyncio.Event()
+        self.connected = asyncio.Event()
+        self._last_backlog_check = 0.0
+
+    async def run(self) -> None:
+        """Publish forever, reconnecting after broker or database failures."""
+        backoff = 0.2
+        while True:
+            try:
+                connection = await aio_pika.connect(self.amqp_url, timeout=5)
+                async with connection:
+                    channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+                    exchange = await declare_exchange(channel, self.exchange_name)
+                    self.connected.set()
+                    log.info("relay connected", service=self.service)
+                    backoff = 0.2
+                    await self._publish_forever(exchange)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # any broker/database failure: back off and start over
+                self.connected.clear()
+                metrics.RELAY_ERRORS.labels(self.service, type(exc).__name__).inc()
+                log.warning(
+                    "relay failed; reconnecting", service=self.service, error=repr(exc), backoff=backoff
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    async def _publish_forever(self, exchange: AbstractExchange) -> None:
+        while True:
+            sent = await self.publish_batch(exchange)
+            await self._update_backlog_gauges()
+            if sent < self.batch:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.kick.wait(), self.poll_s)
+                self.kick.clear()
+
+    async def publish_batch(self, exchange: AbstractExchange) -> int:
+        """Publish up to `batch` pending rows with pipelined confirms; mark them sent. Returns count."""
+        o = self.outbox
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(o.c.id, o.c.event_id, o.c.routing_key, o.c.payload, o.c.created_at)
+                    .where(o.c.published_at.is_(None))
+                    .order_by(o.c.id)
+                    .limit(self.batch)
+                )
+            ).all()
+            await conn.rollback()
+        if not rows:
+            return 0
+        # Tasks start in creation order, so frames leave in outbox order on this one channel.
+        publishes = [
+            asyncio.ensure_future(
+                exchange.publish(
+                    to_message(r.event_id, r.payload, r.created_at), r.routing_key, mandatory=True
+                )
+            )
+            for r in rows
+        ]
+        results = await asyncio.gather(*publishes, return_exceptions=True)
+        confirmed = 0
+        for result in results:
+            if isinstance(result, BaseException):
+                break
+            confirmed += 1
+        if confirmed:
+            async with self.engine.begin() as conn:
+                await conn.execute(
+                    o.update()
+                    .where(o.c.id.in_([r.id for r in rows[:confirmed]]))
+                    .values(published_at=time.time())
+                )
+            for r in rows[:confirmed]:
+                metrics.EVENTS_PUBLISHED.labels(self.service, r.routing_key).inc()
+        if confirmed < len(rows):
+            failure = results[confirmed]
+            assert isinstance(failure, BaseException)
+            raise failure
+        return confirmed
+
+    async def _update_backlog_gauges(self) -> None:
+        now = time.monotonic()
+        if now - self._last_backlog_check < 1.0:
+            return
+        self._last_backlog_check = now
+        count, oldest = await backlog(self.engine, self.outbox)
+        metrics.OUTBOX_BACKLOG.labels(self.service).set(count)
+        metrics.OUTBOX_OLDEST_AGE.labels(self.service).set(time.time() - oldest if oldest else 0)
+
+
+async def backlog(engine: AsyncEngine, outbox: sa.Table) -> tuple[int, float | None]:
+    """Number of unpublished events and the creation time of the oldest one."""
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                sa.select(sa.func.count(), sa.func.min(outbox.c.created_at)).where(
+                    outbox.c.published_at.is_(None)
+                )
+            )
+        ).one()
+        await conn.rollback()
+    return int(row[0]), row[1]

@@ -1,0 +1,214 @@
+"""HTTP plumbing for every service: problem+json errors, request ids, metrics, health and readiness."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Generic, TypeVar
+from urllib.parse import urlparse
+
+import structlog
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared import metrics
+from shared.db import ping
+from shared.errors import DomainError
+
+log = structlog.get_logger("http")
+PROBLEM = "application/problem+json"
+STATUS_BY_KIND = {"not_found": 404, "conflict": 409, "invalid": 422}
+TITLES = {
+    400: "Bad request",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Payload too large",
+    415: "Unsupported media type",
+    422: "Unprocessable request",
+    500: "Internal error",
+    503: "Service unavailable",
+}
+
+
+def problem(status: int, detail: str, *, title: str | None = None, **extra: Any) -> JSONResponse:
+    """An RFC 9457 problem details response."""
+    body = {
+        "type": "about:blank",
+        "title": title or TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+        **extra,
+    }
+    request_id = structlog.contextvars.get_contextvars().get("request_id")
+    if request_id:
+        body["request_id"] = request_id
+    return JSONResponse(body, status_code=status, media_type=PROBLEM)
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or str(loc[0] if loc else "request")
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Every error leaves as problem+json with a message a person can act on."""
+
+    async def on_validation(_request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        errors = exc.errors()
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return problem(
+                400,
+                "The request body is not valid JSON.",
+                errors=[
+                    {"field": "body", "message": str(e.get("ctx", {}).get("error", e.get("msg")))}
+                    for e in errors
+                ],
+            )
+        listed = [{"field": _field(tuple(e.get("loc", ()))), "message": e.get("msg", "")} for e in errors]
+        summary = "; ".join(f"{e['field']}: {e['message']}" for e in listed[:5])
+        return problem(422, f"The request has invalid fields: {summary}.", errors=listed)
+
+    async def on_domain(_request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, DomainError)
+        status = STATUS_BY_KIND.get(exc.kind, 422)
+        return problem(status, exc.message, **{k: v for k, v in exc.details.items() if v is not None})
+
+    async def on_http(_request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        detail = exc.detail if isinstance(exc.detail, str) else "Request failed."
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = "No such resource here; see /openapi.json for the paths this service answers."
+        return problem(exc.status_code, detail)
+
+    async def on_unexpected(_request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error", error=repr(exc))
+        return problem(500, "Something went wrong on our side; nothing was changed. Quote the request id.")
+
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(DomainError, on_domain)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(Exception, on_unexpected)
+
+
+class RequestContextMiddleware:
+    """Request id (from the gateway or new), correlation id, access metrics; pure ASGI for speed."""
+
+    def __init__(self, app: ASGIApp, service: str) -> None:
+        self.app, self.service = app, service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        request_id = headers.get("x-request-id") or str(uuid.uuid4())
+        correlation_id = headers.get("x-correlation-id") or request_id
+        scope.setdefault("state", {})["correlation_id"] = correlation_id
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode("latin-1"))]
+            await send(message)
+
+        with structlog.contextvars.bound_contextvars(request_id=request_id, correlation_id=correlation_id):
+            try:
+                await self.app(scope, receive, send_with_id)
+            finally:
+                route = getattr(scope.get("route"), "path", "unmatched")
+                method = scope["method"]
+                metrics.HTTP_REQUESTS.labels(self.service, method, route, str(status)).inc()
+                metrics.HTTP_DURATION.labels(self.service, method, route).observe(
+                    time.perf_counter() - started
+                )
+
+
+def correlation_id(request: Request) -> str:
+    return str(request.state.correlation_id)
+
+
+T = TypeVar("T")
+
+
+class ListOf(BaseModel, Generic[T]):
+    """One page of a list."""
+
+    total: int
+    page: int
+    page_size: int
+    items: list[T]
+
+
+class Page(BaseModel):
+    """Pagination parameters shared by every list."""
+
+    page: int = Field(1, ge=1)
+    page_size: int = Field(50, ge=1, le=500)
+
+    @property
+    def offset(self) -> int:
+        return (self.page - 1) * self.page_size
+
+
+async def broker_reachable(amqp_url: str, wait_s: float = 1.0) -> bool:
+    parsed = urlparse(amqp_url)
+    try:
+        _reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(parsed.hostname or "127.0.0.1", parsed.port or 5672), wait_s
+        )
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    return True
+
+
+def ops_router(
+    service: str,
+    engine: AsyncEngine,
+    amqp_url: str,
+    extra_ready: Callable[[], Awaitable[Mapping[str, Any]]] | None = None,
+) -> APIRouter:
+    """`/health` (alive), `/ready` (database and broker), `/metrics`."""
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/health", summary="Liveness")
+    async def health() -> dict[str, str]:
+        return {"status": "ok", "service": service}
+
+    @router.get("/ready", summary="Readiness: database and broker reachable")
+    async def ready() -> Response:
+        try:
+            await asyncio.wait_for(ping(engine), 2.0)
+            database = "ok"
+        except Exception as exc:
+            database = f"unreachable: {type(exc).__name__}"
+        broker = "ok" if await broker_reachable(amqp_url) else "unreachable"
+        body: dict[str, Any] = {"service": service, "database": database, "broker": broker}
+        if extra_ready and database == "ok":
+            body.update(await extra_ready())
+        if database != "ok":
+            body["status"] = "unavailable"
+            return JSONResponse(body, status_code=503)
+        # Without the broker, requests are still accepted: events wait in the outbox.
+        body["status"] = "ready" if broker == "ok" else "degraded"
+        return JSONResponse(body)
+
+    @router.get("/metrics", summary="Prometheus metrics")
+    async def metrics_page() -> Response:
+        payload, content_type = metrics.render()
+        return Response(payload, media_type=content_type)
+
+    return router

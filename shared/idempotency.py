@@ -1,0 +1,87 @@
+"""Idempotency-Key support: the response to a creating POST is stored with the state change.
+
+The key row is written in the same transaction as what the request created, so a retried request
+gets the very same answer, and a crash leaves either both or neither. Reusing a key with a
+different body is refused (409), as draft-ietf-httpapi-idempotency-key-header suggests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from shared.errors import Conflict
+
+Work = Callable[[AsyncConnection], Awaitable[tuple[int, dict[str, Any]]]]
+
+
+def add_idempotency_table(metadata: sa.MetaData) -> sa.Table:
+    return sa.Table(
+        "idempotency_keys",
+        metadata,
+        sa.Column("key", sa.String(300), primary_key=True),
+        sa.Column("fingerprint", sa.String(64), nullable=False),
+        sa.Column("status", sa.Integer, nullable=False),
+        sa.Column("body", sa.LargeBinary, nullable=False),
+        sa.Column("created_at", sa.Float, nullable=False),
+    )
+
+
+def fingerprint(payload: Any) -> str:
+    return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+async def _recall(
+    conn: AsyncConnection, table: sa.Table, key: str, print_: str
+) -> tuple[int, dict[str, Any]] | None:
+    row = (await conn.execute(sa.select(table).where(table.c.key == key))).first()
+    if row is None:
+        return None
+    if row.fingerprint != print_:
+        raise Conflict(
+            "This Idempotency-Key was already used with a different request body; "
+            "use a new key for a new request."
+        )
+    return row.status, orjson.loads(row.body)
+
+
+async def run_once(
+    engine: AsyncEngine, table: sa.Table, key: str | None, payload: Any, work: Work
+) -> tuple[int, dict[str, Any], bool]:
+    """Run `work` in one transaction, at most once per key. Returns (status, body, replayed)."""
+    if key is None:
+        async with engine.begin() as conn:
+            status, body = await work(conn)
+        return status, body, False
+    print_ = fingerprint(payload)
+    for _ in range(2):
+        try:
+            async with engine.begin() as conn:
+                stored = await _recall(conn, table, key, print_)
+                if stored is not None:
+                    return stored[0], stored[1], True
+                status, body = await work(conn)
+                await conn.execute(
+                    table.insert().values(
+                        key=key,
+                        fingerprint=print_,
+                        status=status,
+                        body=orjson.dumps(body),
+                        created_at=time.time(),
+                    )
+                )
+            return status, body, False
+        except IntegrityError:
+            continue  # a concurrent request with the same key won; answer with its stored response
+    async with engine.begin() as conn:
+        stored = await _recall(conn, table, key, print_)
+    if stored is None:
+        raise Conflict("A request with this Idempotency-Key is still in progress; retry shortly.")
+    return stored[0], stored[1], True

@@ -1,0 +1,82 @@
+"""The command line every service shares: `migrate`, `api`, `worker`.
+
+python -m services.enrolment migrate   # alembic upgrade head
+python -m services.enrolment api       # FastAPI on uvicorn
+python -m services.enrolment worker    # outbox relay + event consumers
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import structlog
+import uvicorn
+from fastapi import FastAPI
+from prometheus_client import start_http_server
+
+from shared.logging import configure
+from shared.migrate import upgrade
+from shared.settings import ServiceSettings
+
+log = structlog.get_logger("runtime")
+WorkerFactory = Callable[[Any], list[Coroutine[Any, Any, None]]]
+
+
+async def run_forever(tasks: list[Coroutine[Any, Any, None]]) -> None:
+    """Run worker loops until SIGTERM/SIGINT; any loop that dies takes the worker down."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    running = [asyncio.create_task(t) for t in tasks]
+    stopper = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([*running, stopper], return_when=asyncio.FIRST_COMPLETED)
+    for task in [*running, stopper]:
+        task.cancel()
+    for task in running:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    for task in done:
+        if task is not stopper and task.exception():
+            raise task.exception()  # type: ignore[misc]
+
+
+def main(
+    settings: ServiceSettings,
+    migrations_dir: Path,
+    build_api: Callable[[Any], FastAPI],
+    build_worker: WorkerFactory,
+    argv: list[str] | None = None,
+) -> int:
+    parser = argparse.ArgumentParser(prog=f"services.{settings.service}")
+    parser.add_argument("command", choices=["migrate", "api", "worker"])
+    args = parser.parse_args(argv)
+    configure(settings.service, level=settings.log_level, json=settings.log_json)
+    if args.command == "migrate":
+        upgrade(migrations_dir, settings.database_url)
+        log.info("database at head", url=settings.database_url.split("@")[-1])
+        return 0
+    if args.command == "api":
+        uvicorn.run(
+            build_api(settings),
+            host=settings.http_host,
+            port=settings.http_port,
+            loop="uvloop",
+            http="httptools",
+            access_log=False,
+            log_level="warning",
+            proxy_headers=True,
+        )
+        return 0
+    if settings.worker_metrics_port:
+        start_http_server(settings.worker_metrics_port, addr=settings.http_host)
+    import uvloop
+
+    uvloop.run(run_forever(build_worker(settings)))
+    return 0

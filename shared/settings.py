@@ -1,0 +1,87 @@
+"""Settings every service shares; each service subclasses with its own env prefix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SUPPORTED_DB_SCHEMES = ("sqlite+aiosqlite://", "postgresql+asyncpg://")
+
+
+class ServiceSettings(BaseSettings):
+    """Network-wide settings read from `TARJOTIN_*`, service ones from `TARJOTIN_<SERVICE>_*`."""
+
+    service: ClassVar[str] = "service"
+    model_config = SettingsConfigDict(extra="ignore")
+
+    database_url: str = ""
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8100, ge=1, le=65535)
+    worker_metrics_port: int = Field(default=0, ge=0, le=65535)
+
+    amqp_url: str = Field(
+        default="amqp://guest:guest@127.0.0.1:5672/",
+        validation_alias=AliasChoices("TARJOTIN_AMQP_URL", "AMQP_URL"),
+    )
+    exchange: str = Field(default="tarjotin.events", validation_alias="TARJOTIN_EXCHANGE")
+    queue_prefix: str = Field(default="tarjotin", validation_alias="TARJOTIN_QUEUE_PREFIX")
+    data_dir: Path = Field(default=Path("var/data"), validation_alias="TARJOTIN_DATA_DIR")
+    log_level: str = Field(default="INFO", validation_alias="TARJOTIN_LOG_LEVEL")
+    log_json: bool = Field(default=True, validation_alias="TARJOTIN_LOG_JSON")
+
+    relay_poll_s: float = Field(default=0.02, gt=0, le=5, validation_alias="TARJOTIN_RELAY_POLL_S")
+    relay_batch: int = Field(default=500, ge=1, le=5000, validation_alias="TARJOTIN_RELAY_BATCH")
+    prefetch: int = Field(default=100, ge=1, le=5000, validation_alias="TARJOTIN_PREFETCH")
+    consumer_batch: int = Field(default=50, ge=1, le=1000, validation_alias="TARJOTIN_CONSUMER_BATCH")
+    retry_delays_ms: tuple[int, ...] = Field(
+        default=(1000, 10000, 60000), validation_alias="TARJOTIN_RETRY_DELAYS_MS"
+    )
+    max_attempts: int = Field(default=5, ge=1, le=50, validation_alias="TARJOTIN_MAX_ATTEMPTS")
+
+    @field_validator("retry_delays_ms", mode="before")
+    @classmethod
+    def _split_delays(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(int(part) for part in value.replace(",", " ").split())
+        return value
+
+    @field_validator("retry_delays_ms")
+    @classmethod
+    def _positive_delays(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value or any(delay <= 0 for delay in value):
+            raise ValueError("retry delays must be one or more positive millisecond values")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("log level must be DEBUG, INFO, WARNING or ERROR")
+        return level
+
+    @model_validator(mode="after")
+    def _default_database(self) -> ServiceSettings:
+        if not self.database_url:
+            self.database_url = f"sqlite+aiosqlite:///{self.data_dir / self.service}.db"
+        if not self.database_url.startswith(SUPPORTED_DB_SCHEMES):
+            raise ValueError(
+                f"database_url must start with one of {', '.join(SUPPORTED_DB_SCHEMES)}; "
+                f"got {self.database_url.split(':', 1)[0]!r}"
+            )
+        if not self.amqp_url.startswith(("amqp://", "amqps://")):
+            raise ValueError("amqp_url must be an amqp:// or amqps:// URL")
+        return self
+
+    @property
+    def queue(self) -> str:
+        """The durable quorum queue this service consumes from."""
+        return f"{self.queue_prefix}.{self.service}"
+
+
+def service_config(service: str) -> SettingsConfigDict:
+    """Model config for a service's settings: `TARJOTIN_<SERVICE>_` prefix."""
+    return SettingsConfigDict(env_prefix=f"TARJOTIN_{service.upper()}_", extra="ignore")
