@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,25 @@ class Cents(sa.TypeDecorator[Decimal]):
         return None if value is None else (Decimal(value) / 100).quantize(Decimal("0.01"))
 
 
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Timezone-aware UTC timestamps on both databases (SQLite keeps no zone of its own)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime; use datetime.now(UTC)")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 class DecimalText(sa.TypeDecorator[Decimal]):
     """An exact decimal stored as text (credits such as 2.5), the same on both databases."""
 
@@ -88,7 +108,7 @@ def insert_ignoring_duplicates(
 ) -> sa.Insert:
     """An INSERT that skips rows whose key exists (ON CONFLICT DO NOTHING) on either database."""
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table).values(rows).on_conflict_do_nothing()  # type: ignore[attr-defined, no-any-return]
+    return dialect.insert(table).values(rows).on_conflict_do_nothing()
 
 
 async def ping(engine: AsyncEngine) -> None:
@@ -110,7 +130,5 @@ async def upsert_if_newer(
     )
     if updated.rowcount:
         return True
-    inserted = await conn.execute(
-        insert_ignoring_duplicates(conn, table, {**key, **values, "version": version})
-    )
+    inserted = await conn.execute(insert_ignoring_duplicates(conn, table, {**key, **values, "version": version}))
     return bool(inserted.rowcount == 1)

@@ -68,10 +68,7 @@ def install_problem_handlers(app: FastAPI) -> None:
             return problem(
                 400,
                 "The request body is not valid JSON.",
-                errors=[
-                    {"field": "body", "message": str(e.get("ctx", {}).get("error", e.get("msg")))}
-                    for e in errors
-                ],
+                errors=[{"field": "body", "message": str(e.get("ctx", {}).get("error", e.get("msg")))} for e in errors],
             )
         listed = [{"field": _field(tuple(e.get("loc", ()))), "message": e.get("msg", "")} for e in errors]
         summary = "; ".join(f"{e['field']}: {e['message']}" for e in listed[:5])
@@ -80,7 +77,8 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def on_domain(_request: Request, exc: Exception) -> Response:
         assert isinstance(exc, DomainError)
         status = STATUS_BY_KIND.get(exc.kind, 422)
-        return problem(status, exc.message, **{k: v for k, v in exc.details.items() if v is not None})
+        extra: dict[str, Any] = {k: v for k, v in exc.details.items() if v is not None}
+        return problem(status, exc.message, **extra)
 
     async def on_http(_request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
@@ -131,9 +129,7 @@ class RequestContextMiddleware:
                 route = getattr(scope.get("route"), "path", "unmatched")
                 method = scope["method"]
                 metrics.HTTP_REQUESTS.labels(self.service, method, route, str(status)).inc()
-                metrics.HTTP_DURATION.labels(self.service, method, route).observe(
-                    time.perf_counter() - started
-                )
+                metrics.HTTP_DURATION.labels(self.service, method, route).observe(time.perf_counter() - started)
 
 
 def correlation_id(request: Request) -> str:

@@ -38,16 +38,13 @@ def fingerprint(payload: Any) -> str:
     return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-async def _recall(
-    conn: AsyncConnection, table: sa.Table, key: str, print_: str
-) -> tuple[int, dict[str, Any]] | None:
+async def _recall(conn: AsyncConnection, table: sa.Table, key: str, print_: str) -> tuple[int, dict[str, Any]] | None:
     row = (await conn.execute(sa.select(table).where(table.c.key == key))).first()
     if row is None:
         return None
     if row.fingerprint != print_:
         raise Conflict(
-            "This Idempotency-Key was already used with a different request body; "
-            "use a new key for a new request."
+            "This Idempotency-Key was already used with a different request body; use a new key for a new request."
         )
     return row.status, orjson.loads(row.body)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
+from typing import Any
 
 import structlog
 
@@ -11,7 +13,7 @@ import structlog
 def configure(service: str, *, level: str = "INFO", json: bool = True) -> None:
     """Configure structlog and the stdlib root logger once per process."""
 
-    def add_service(_logger: object, _method: str, event: dict[str, object]) -> dict[str, object]:
+    def add_service(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
         event.setdefault("service", service)
         return event
 

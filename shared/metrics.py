@@ -39,9 +39,7 @@ EVENT_LAG = Histogram(
     ["service", "type"],
     buckets=LATENCY_BUCKETS,
 )
-OUTBOX_BACKLOG = Gauge(
-    "outbox_backlog", "Unpublished outbox events", ["service"], multiprocess_mode="livemax"
-)
+OUTBOX_BACKLOG = Gauge("outbox_backlog", "Unpublished outbox events", ["service"], multiprocess_mode="livemax")
 OUTBOX_OLDEST_AGE = Gauge(
     "outbox_oldest_age_seconds",
     "Age of the oldest unpublished event",
@@ -50,9 +48,7 @@ OUTBOX_OLDEST_AGE = Gauge(
 )
 RELAY_ERRORS = Counter("relay_errors_total", "Relay failures (then reconnect)", ["service", "error"])
 DEAD_LETTERS = Counter("dead_letters_total", "Events sent to the dead-letter queue", ["service", "type"])
-BUSINESS = Counter(
-    "business_events_total", "Domain outcomes (enrolments by status, ...)", ["service", "what"]
-)
+BUSINESS = Counter("business_events_total", "Domain outcomes (enrolments by status, ...)", ["service", "what"])
 EUROS = Counter("euros_total", "Money committed, in euros", ["service", "what"])
 
 
@@ -60,6 +56,6 @@ def render() -> tuple[bytes, str]:
     """The metrics page: aggregated over processes when running multi-process."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(), CONTENT_TYPE_LATEST

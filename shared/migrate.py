@@ -33,17 +33,13 @@ def run_env(target_metadata: sa.MetaData) -> None:
     url = context.config.get_main_option("sqlalchemy.url")
     assert url, "sqlalchemy.url is not set"
     if context.is_offline_mode():
-        context.configure(
-            url=url, target_metadata=target_metadata, literal_binds=True, render_as_batch=is_sqlite(url)
-        )
+        context.configure(url=url, target_metadata=target_metadata, literal_binds=True, render_as_batch=is_sqlite(url))
         with context.begin_transaction():
             context.run_migrations()
         return
 
     def do_run(connection: sa.Connection) -> None:
-        context.configure(
-            connection=connection, target_metadata=target_metadata, render_as_batch=is_sqlite(url)
-        )
+        context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=is_sqlite(url))
         with context.begin_transaction():
             context.run_migrations()
 

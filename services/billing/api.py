@@ -72,9 +72,7 @@ async def list_commitments(
         "academic_year": academic_year,
     }
     async with engine.connect() as conn:
-        total, items = await views.list_commitments(
-            conn, filters=filters, offset=page.offset, limit=page.page_size
-        )
+        total, items = await views.list_commitments(conn, filters=filters, offset=page.offset, limit=page.page_size)
     return {"total": total, "page": page.page, "page_size": page.page_size, "items": items}
 
 
@@ -89,9 +87,7 @@ async def accept_many(body: BulkAccept, request: Request, engine: EngineDep) -> 
     """Accept several pending commitments at once: all or none."""
     async with engine.begin() as conn:
         return [
-            await handlers.decide(
-                conn, cid, accept=True, by=body.decided_by, correlation_id=correlation_id(request)
-            )
+            await handlers.decide(conn, cid, accept=True, by=body.decided_by, correlation_id=correlation_id(request))
             for cid in dict.fromkeys(body.ids)
         ]
 

@@ -45,15 +45,11 @@ def _facts(row: sa.Row[Any]) -> dict[str, Any]:
     }
 
 
-async def _emit(
-    conn: AsyncConnection, data: EventData, commitment_id: str, version: int, correlation_id: str
-) -> None:
+async def _emit(conn: AsyncConnection, data: EventData, commitment_id: str, version: int, correlation_id: str) -> None:
     await stage(
         conn,
         outbox,
-        new_event(
-            data, source=SOURCE, subject=commitment_id, sequence=version, correlation_id=correlation_id
-        ),
+        new_event(data, source=SOURCE, subject=commitment_id, sequence=version, correlation_id=correlation_id),
     )
 
 
@@ -84,9 +80,7 @@ async def decide(
     )
     row = await _load(conn, commitment_id)
     event: EventData = (
-        CommitmentAccepted(**_facts(row), decided_by=by)
-        if accept
-        else CommitmentRejected(**_facts(row), reason=reason)
+        CommitmentAccepted(**_facts(row), decided_by=by) if accept else CommitmentRejected(**_facts(row), reason=reason)
     )
     await _emit(conn, event, commitment_id, version, correlation_id)
     return views.commitment_dict(row)
@@ -113,9 +107,7 @@ async def set_policy(
 
 async def on_institution(conn: AsyncConnection, event: Envelope) -> None:
     data = InstitutionRegistered.model_validate(event.data)
-    await upsert_if_newer(
-        conn, institutions, {"id": data.institution_id}, event.sequence, {"member": data.member}
-    )
+    await upsert_if_newer(conn, institutions, {"id": data.institution_id}, event.sequence, {"member": data.member})
 
 
 async def open_commitment(conn: AsyncConnection, event: Envelope) -> None:
@@ -126,9 +118,7 @@ async def open_commitment(conn: AsyncConnection, event: Envelope) -> None:
     ).first()
     if exists is not None:
         return
-    payer = (
-        await conn.execute(sa.select(institutions).where(institutions.c.id == data.home_institution_id))
-    ).first()
+    payer = (await conn.execute(sa.select(institutions).where(institutions.c.id == data.home_institution_id))).first()
     if payer is None:
         raise PayerUnknown(f"institution {data.home_institution_id} not yet known to billing")
     price_kind, amount = domain.price_for(payer.member, data.member_price, data.external_price)

@@ -3,7 +3,7 @@
 import sqlalchemy as sa
 
 from shared.bus import add_bus_tables
-from shared.db import Cents
+from shared.db import Cents, UTCDateTime
 from shared.idempotency import add_idempotency_table
 
 metadata = sa.MetaData()
@@ -39,8 +39,8 @@ commitments = sa.Table(
     sa.Column("decided_by", sa.String(100), nullable=True),
     sa.Column("reason", sa.String(500), nullable=True),
     sa.Column("version", sa.Integer, nullable=False),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
 )
 
 outbox, inbox = add_bus_tables(metadata)

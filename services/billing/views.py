@@ -49,18 +49,14 @@ async def list_commitments(
             query = query.where(commitments.c[name] == value)
     total = (await conn.execute(sa.select(sa.func.count()).select_from(query.subquery()))).scalar_one()
     rows = (
-        await conn.execute(
-            query.order_by(commitments.c.created_at, commitments.c.id).offset(offset).limit(limit)
-        )
+        await conn.execute(query.order_by(commitments.c.created_at, commitments.c.id).offset(offset).limit(limit))
     ).all()
     return total, [commitment_dict(r) for r in rows]
 
 
 async def policy_for(conn: AsyncConnection, institution_id: str) -> dict[str, Any]:
     """The institution's policy, or the default for its membership when none was set."""
-    institution = (
-        await conn.execute(sa.select(institutions).where(institutions.c.id == institution_id))
-    ).first()
+    institution = (await conn.execute(sa.select(institutions).where(institutions.c.id == institution_id))).first()
     row = (await conn.execute(sa.select(policies).where(policies.c.institution_id == institution_id))).first()
     if institution is None and row is None:
         raise NotFound(f"Institution {institution_id!r} is not known to billing.")
@@ -77,9 +73,7 @@ async def policy_for(conn: AsyncConnection, institution_id: str) -> dict[str, An
 async def budget_used(conn: AsyncConnection, payer_id: str, academic_year: str) -> Decimal:
     total = (
         await conn.execute(
-            sa.select(
-                sa.func.coalesce(sa.func.sum(sa.type_coerce(commitments.c.amount, sa.BigInteger)), 0)
-            ).where(
+            sa.select(sa.func.coalesce(sa.func.sum(sa.type_coerce(commitments.c.amount, sa.BigInteger)), 0)).where(
                 commitments.c.payer_id == payer_id,
                 commitments.c.academic_year == academic_year,
                 commitments.c.status.in_(domain.COUNTS_AGAINST_BUDGET),

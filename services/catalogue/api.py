@@ -139,9 +139,7 @@ async def _create(
         return 201, read_model.model_validate(data).model_dump(mode="json")
 
     scoped = f"{request.method} {request.url.path}:{key}" if key else None
-    status, payload, replayed = await run_once(
-        engine, idempotency_keys, scoped, body.model_dump(mode="json"), run
-    )
+    status, payload, replayed = await run_once(engine, idempotency_keys, scoped, body.model_dump(mode="json"), run)
     return JSONResponse(payload, status_code=200 if replayed else status)
 
 
@@ -164,9 +162,7 @@ async def register_institution(
 @router.get("/institutions", response_model=ListOf[InstitutionRead], tags=["institutions"])
 async def list_institutions(engine: EngineDep, page: PageDep, member: bool | None = None) -> dict[str, Any]:
     async with engine.connect() as conn:
-        total, items = await views.list_institutions(
-            conn, member=member, offset=page.offset, limit=page.page_size
-        )
+        total, items = await views.list_institutions(conn, member=member, offset=page.offset, limit=page.page_size)
     return {"total": total, "page": page.page, "page_size": page.page_size, "items": items}
 
 
@@ -198,17 +194,13 @@ async def create_course(
 ) -> JSONResponse:
     data = body.model_dump()
     cmd = handlers.CreateCourse(**{**data, "titles": data["titles"], "descriptions": data["descriptions"]})
-    return await _create(
-        request, engine, key, body, lambda conn: handlers.create_course(conn, cmd), CourseRead
-    )
+    return await _create(request, engine, key, body, lambda conn: handlers.create_course(conn, cmd), CourseRead)
 
 
 @router.get("/courses", response_model=ListOf[CourseRead], tags=["courses"])
 async def list_courses(engine: EngineDep, page: PageDep, provider: str | None = None) -> dict[str, Any]:
     async with engine.connect() as conn:
-        total, items = await views.list_courses(
-            conn, provider=provider, offset=page.offset, limit=page.page_size
-        )
+        total, items = await views.list_courses(conn, provider=provider, offset=page.offset, limit=page.page_size)
     return {"total": total, "page": page.page, "page_size": page.page_size, "items": items}
 
 
@@ -242,9 +234,7 @@ async def create_offering(
         external_price=body.external_price,
         free_cancellation_deadline=body.free_cancellation_deadline,
     )
-    return await _create(
-        request, engine, key, body, lambda conn: handlers.create_offering(conn, cmd), OfferingRead
-    )
+    return await _create(request, engine, key, body, lambda conn: handlers.create_offering(conn, cmd), OfferingRead)
 
 
 @router.get("/offerings", response_model=ListOf[OfferingRead], tags=["offerings"])

@@ -56,11 +56,7 @@ def academic_year_of(day: date) -> str:
 
 def check_academic_year(value: str) -> str:
     parts = value.split("-")
-    if (
-        len(parts) != 2
-        or not all(p.isdigit() and len(p) == 4 for p in parts)
-        or int(parts[1]) != int(parts[0]) + 1
-    ):
+    if len(parts) != 2 or not all(p.isdigit() and len(p) == 4 for p in parts) or int(parts[1]) != int(parts[0]) + 1:
         raise Invalid(f"Academic year {value!r} is not of the form 2026-2027.")
     return value
 

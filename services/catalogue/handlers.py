@@ -55,9 +55,7 @@ class CreateOffering:
     free_cancellation_deadline: date | None = None
 
 
-async def register_institution(
-    conn: AsyncConnection, cmd: RegisterInstitution, correlation_id: str
-) -> dict[str, Any]:
+async def register_institution(conn: AsyncConnection, cmd: RegisterInstitution, correlation_id: str) -> dict[str, Any]:
     exists = (await conn.execute(sa.select(institutions.c.id).where(institutions.c.id == cmd.id))).first()
     if exists:
         raise Conflict(f"Institution {cmd.id!r} is already registered.")
@@ -80,10 +78,7 @@ async def register_institution(
     event = InstitutionRegistered(
         institution_id=cmd.id,
         names=LocalizedText(**data["names"]),
-        **{
-            k: data[k]
-            for k in ("kind", "member", "municipality", "region", "business_id", "einvoice_address")
-        },
+        **{k: data[k] for k in ("kind", "member", "municipality", "region", "business_id", "einvoice_address")},
     )
     await stage(
         conn,
@@ -93,9 +88,7 @@ async def register_institution(
     return data
 
 
-async def set_pricing_guideline(
-    conn: AsyncConnection, academic_year: str, guideline: domain.Guideline
-) -> None:
+async def set_pricing_guideline(conn: AsyncConnection, academic_year: str, guideline: domain.Guideline) -> None:
     domain.check_academic_year(academic_year)
     values = {
         "price_per_credit": guideline.price_per_credit,
@@ -104,9 +97,7 @@ async def set_pricing_guideline(
         "free_cancellation_days": guideline.free_cancellation_days,
     }
     updated = await conn.execute(
-        pricing_guidelines.update()
-        .where(pricing_guidelines.c.academic_year == academic_year)
-        .values(**values)
+        pricing_guidelines.update().where(pricing_guidelines.c.academic_year == academic_year).values(**values)
     )
     if updated.rowcount == 0:
         await conn.execute(pricing_guidelines.insert().values(academic_year=academic_year, **values))
@@ -118,15 +109,11 @@ async def create_course(conn: AsyncConnection, cmd: CreateCourse) -> dict[str, A
         raise Invalid("A course needs a title in at least one of fi, sv, en.")
     duplicate = (
         await conn.execute(
-            sa.select(courses.c.id).where(
-                courses.c.provider_id == cmd.provider_id, courses.c.code == cmd.code
-            )
+            sa.select(courses.c.id).where(courses.c.provider_id == cmd.provider_id, courses.c.code == cmd.code)
         )
     ).first()
     if duplicate:
-        raise Conflict(
-            f"{cmd.provider_id} already has a course with code {cmd.code!r}.", course_id=duplicate.id
-        )
+        raise Conflict(f"{cmd.provider_id} already has a course with code {cmd.code!r}.", course_id=duplicate.id)
     course_id = str(uuid.uuid4())
     await conn.execute(
         courses.insert().values(
@@ -187,27 +174,19 @@ def offering_published(data: dict[str, Any]) -> OfferingPublished:
         offering_id=data["id"],
         titles=LocalizedText(**data["titles"]),
         credits=str(data["credits"]),
-        **{
-            k: data[k]
-            for k in OfferingPublished.model_fields
-            if k not in {"offering_id", "titles", "credits"}
-        },
+        **{k: data[k] for k in OfferingPublished.model_fields if k not in {"offering_id", "titles", "credits"}},
     )
 
 
 async def publish_offering(conn: AsyncConnection, offering_id: str, correlation_id: str) -> dict[str, Any]:
     row = (
-        await conn.execute(
-            sa.select(offerings.c.status, offerings.c.version).where(offerings.c.id == offering_id)
-        )
+        await conn.execute(sa.select(offerings.c.status, offerings.c.version).where(offerings.c.id == offering_id))
     ).first()
     if row is None:
         raise NotFound(f"Offering {offering_id!r} does not exist.")
     status = domain.publish(row.status)
     version = row.version + 1
-    await conn.execute(
-        offerings.update().where(offerings.c.id == offering_id).values(status=status, version=version)
-    )
+    await conn.execute(offerings.update().where(offerings.c.id == offering_id).values(status=status, version=version))
     data = await views.get_offering(conn, offering_id)
     event = new_event(
         offering_published(data),

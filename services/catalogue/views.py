@@ -45,9 +45,7 @@ async def list_institutions(
 
 async def guideline_for(conn: AsyncConnection, academic_year: str) -> Guideline:
     row = (
-        await conn.execute(
-            sa.select(pricing_guidelines).where(pricing_guidelines.c.academic_year == academic_year)
-        )
+        await conn.execute(sa.select(pricing_guidelines).where(pricing_guidelines.c.academic_year == academic_year))
     ).first()
     if row is None:
         return DEFAULT_GUIDELINE

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.enrolment import handlers, views
@@ -18,14 +18,13 @@ from shared.idempotency import run_once
 from shared.service import EngineDep
 
 router = APIRouter(tags=["enrolments"])
-EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 
 
 class StudentIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     learner_id: str = Field(min_length=1, max_length=100, description="the home institution's learner id")
     name: str = Field(min_length=1, max_length=200)
-    email: str = Field(pattern=EMAIL, max_length=254)
+    email: EmailStr = Field(max_length=254)
 
 
 class EnrolmentCreate(BaseModel):
@@ -67,9 +66,7 @@ async def request_enrolment(
         return (201 if created else 200), EnrolmentRead.model_validate(data).model_dump(mode="json")
 
     key = f"enrolment:{idempotency_key}" if idempotency_key else None
-    status, payload, replayed = await run_once(
-        engine, idempotency_keys, key, body.model_dump(mode="json"), work
-    )
+    status, payload, replayed = await run_once(engine, idempotency_keys, key, body.model_dump(mode="json"), work)
     return JSONResponse(
         payload,
         status_code=200 if replayed else status,
@@ -90,9 +87,7 @@ async def list_enrolments(
 ) -> dict[str, Any]:
     filters = {"offering_id": offering_id, "home_institution_id": home_institution_id, "status": status}
     async with engine.connect() as conn:
-        total, items = await views.list_enrolments(
-            conn, filters=filters, offset=page.offset, limit=page.page_size
-        )
+        total, items = await views.list_enrolments(conn, filters=filters, offset=page.offset, limit=page.page_size)
     return {"total": total, "page": page.page, "page_size": page.page_size, "items": items}
 
 

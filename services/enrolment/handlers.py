@@ -103,9 +103,7 @@ async def _facts(conn: AsyncConnection, enrolment_id: str) -> tuple[sa.Row[Any],
     return row, facts
 
 
-async def _emit(
-    conn: AsyncConnection, data: EventData, enrolment_id: str, version: int, correlation_id: str
-) -> None:
+async def _emit(conn: AsyncConnection, data: EventData, enrolment_id: str, version: int, correlation_id: str) -> None:
     await stage(
         conn,
         outbox,
@@ -123,9 +121,7 @@ async def _hold_seat(conn: AsyncConnection, offering_id: str) -> bool:
     return held.rowcount == 1
 
 
-async def _emit_requested(
-    conn: AsyncConnection, enrolment_id: str, version: int, correlation_id: str
-) -> None:
+async def _emit_requested(conn: AsyncConnection, enrolment_id: str, version: int, correlation_id: str) -> None:
     row, facts = await _facts(conn, enrolment_id)
     await _emit(
         conn,
@@ -150,9 +146,7 @@ async def request_enrolment(
     ).first()
     if home is None:
         raise Invalid(f"Home institution {cmd.home_institution_id!r} is not registered in the catalogue.")
-    domain.check_can_enrol(
-        offering.status, offering.enrolment_opens, offering.enrolment_closes, today or date.today()
-    )
+    domain.check_can_enrol(offering.status, offering.enrolment_opens, offering.enrolment_closes, today or date.today())
     student_id = await _student_id(conn, cmd.home_institution_id, cmd.student)
     existing = (
         await conn.execute(
@@ -233,18 +227,14 @@ async def promote_waitlisted(conn: AsyncConnection, offering_id: str, correlatio
         ).first()
         if first is None or not await _hold_seat(conn, offering_id):
             return promoted
-        version = await _transition(
-            conn, first.id, Status.AWAITING_COMMITMENT, holds_seat=True, waitlist_seq=None
-        )
+        version = await _transition(conn, first.id, Status.AWAITING_COMMITMENT, holds_seat=True, waitlist_seq=None)
         await _emit_requested(conn, first.id, version, correlation_id)
         promoted += 1
 
 
 async def _release_seat(conn: AsyncConnection, offering_id: str) -> None:
     await conn.execute(
-        offerings.update()
-        .where(offerings.c.id == offering_id, offerings.c.held > 0)
-        .values(held=offerings.c.held - 1)
+        offerings.update().where(offerings.c.id == offering_id, offerings.c.held > 0).values(held=offerings.c.held - 1)
     )
 
 
@@ -253,9 +243,7 @@ async def _release_seat(conn: AsyncConnection, offering_id: str) -> None:
 
 async def on_institution(conn: AsyncConnection, event: Envelope) -> None:
     data = InstitutionRegistered.model_validate(event.data)
-    await upsert_if_newer(
-        conn, institutions, {"id": data.institution_id}, event.sequence, {"member": data.member}
-    )
+    await upsert_if_newer(conn, institutions, {"id": data.institution_id}, event.sequence, {"member": data.member})
 
 
 async def on_offering(conn: AsyncConnection, event: Envelope) -> None:
@@ -280,9 +268,7 @@ async def on_offering(conn: AsyncConnection, event: Envelope) -> None:
 
 async def on_commitment_accepted(conn: AsyncConnection, event: Envelope) -> None:
     data = CommitmentAccepted.model_validate(event.data)
-    row = (
-        await conn.execute(sa.select(enrolments.c.status).where(enrolments.c.id == data.enrolment_id))
-    ).first()
+    row = (await conn.execute(sa.select(enrolments.c.status).where(enrolments.c.id == data.enrolment_id))).first()
     if row is None:
         raise NotFound(f"enrolment {data.enrolment_id} not found (yet)")
     new_status = domain.confirm(row.status)
@@ -297,9 +283,7 @@ async def on_commitment_rejected(conn: AsyncConnection, event: Envelope) -> None
     data = CommitmentRejected.model_validate(event.data)
     row = (
         await conn.execute(
-            sa.select(enrolments.c.status, enrolments.c.offering_id).where(
-                enrolments.c.id == data.enrolment_id
-            )
+            sa.select(enrolments.c.status, enrolments.c.offering_id).where(enrolments.c.id == data.enrolment_id)
         )
     ).first()
     if row is None:
@@ -312,7 +296,5 @@ async def on_commitment_rejected(conn: AsyncConnection, event: Envelope) -> None
     )
     await _release_seat(conn, row.offering_id)
     _row, facts = await _facts(conn, data.enrolment_id)
-    await _emit(
-        conn, EnrolmentRejected(**facts, reason=data.reason), data.enrolment_id, version, event.correlationid
-    )
+    await _emit(conn, EnrolmentRejected(**facts, reason=data.reason), data.enrolment_id, version, event.correlationid)
     await promote_waitlisted(conn, row.offering_id, event.correlationid)

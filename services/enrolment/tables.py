@@ -3,7 +3,7 @@
 import sqlalchemy as sa
 
 from shared.bus import add_bus_tables
-from shared.db import Cents
+from shared.db import Cents, UTCDateTime
 from shared.idempotency import add_idempotency_table
 
 metadata = sa.MetaData()
@@ -62,8 +62,8 @@ enrolments = sa.Table(
     sa.Column("waitlist_seq", sa.Integer, nullable=True),
     sa.Column("commitment_id", sa.String(36), nullable=True),
     sa.Column("version", sa.Integer, nullable=False),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Index("ix_enrolments_offering_status_seq", "offering_id", "status", "waitlist_seq"),
     sa.Index("ix_enrolments_home", "home_institution_id"),
     sa.Index(

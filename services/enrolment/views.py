@@ -15,9 +15,7 @@ _COLUMNS = (enrolments, students.c.learner_id, students.c.name, students.c.email
 
 
 def _select() -> sa.Select[Any]:
-    return sa.select(*_COLUMNS).select_from(
-        enrolments.join(students, students.c.id == enrolments.c.student_id)
-    )
+    return sa.select(*_COLUMNS).select_from(enrolments.join(students, students.c.id == enrolments.c.student_id))
 
 
 async def waitlist_position(conn: AsyncConnection, offering_id: str, seq: int | None) -> int | None:
@@ -53,9 +51,7 @@ async def get_enrolment(conn: AsyncConnection, enrolment_id: str) -> dict[str, A
     if row is None:
         raise NotFound(f"Enrolment {enrolment_id!r} does not exist.")
     position = (
-        await waitlist_position(conn, row.offering_id, row.waitlist_seq)
-        if row.status == Status.WAITLISTED
-        else None
+        await waitlist_position(conn, row.offering_id, row.waitlist_seq) if row.status == Status.WAITLISTED else None
     )
     return _as_dict(row, position)
 
@@ -69,9 +65,7 @@ async def list_enrolments(
             query = query.where(enrolments.c[name] == value)
     total = (await conn.execute(sa.select(sa.func.count()).select_from(query.subquery()))).scalar_one()
     rows = (
-        await conn.execute(
-            query.order_by(enrolments.c.created_at, enrolments.c.id).offset(offset).limit(limit)
-        )
+        await conn.execute(query.order_by(enrolments.c.created_at, enrolments.c.id).offset(offset).limit(limit))
     ).all()
     items = []
     for row in rows:

@@ -21,6 +21,4 @@ async def participants(
 ) -> dict[str, Any]:
     """Participants per offering (seats, held, confirmed, waitlisted) and by home institution."""
     async with engine.connect() as conn:
-        return await views.participants(
-            conn, academic_year=academic_year, provider=provider, offering_id=offering_id
-        )
+        return await views.participants(conn, academic_year=academic_year, provider=provider, offering_id=offering_id)

@@ -51,13 +51,9 @@ async def project_offering(conn: AsyncConnection, event: Envelope) -> None:
     await upsert_if_newer(conn, offerings, {"id": data.offering_id}, event.sequence, values)
 
 
-async def _bump(
-    conn: AsyncConnection, offering_id: str, home: str, status: str, year: str, delta: int
-) -> None:
+async def _bump(conn: AsyncConnection, offering_id: str, home: str, status: str, year: str, delta: int) -> None:
     key = {"offering_id": offering_id, "home_institution_id": home, "status": status}
-    await conn.execute(
-        insert_ignoring_duplicates(conn, participant_counts, {**key, "academic_year": year, "count": 0})
-    )
+    await conn.execute(insert_ignoring_duplicates(conn, participant_counts, {**key, "academic_year": year, "count": 0}))
     await conn.execute(
         participant_counts.update()
         .where(*(participant_counts.c[k] == v for k, v in key.items()))

@@ -3,20 +3,19 @@
 import sqlalchemy as sa
 
 from shared.bus import add_inbox_table
+from shared.db import UTCDateTime
 
 metadata = sa.MetaData()
 
 event_store = sa.Table(
     "event_store",
     metadata,
-    sa.Column(
-        "position", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True
-    ),
+    sa.Column("position", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
     sa.Column("event_id", sa.String(36), nullable=False, unique=True),
     sa.Column("type", sa.String(120), nullable=False),
     sa.Column("subject", sa.String(100), nullable=False),
     sa.Column("sequence", sa.Integer, nullable=False),
-    sa.Column("time", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("time", UTCDateTime, nullable=False),
     sa.Column("envelope", sa.LargeBinary, nullable=False),
 )
 

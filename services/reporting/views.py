@@ -20,7 +20,7 @@ async def participants(
         participant_counts.c.offering_id,
         participant_counts.c.home_institution_id,
         participant_counts.c.status,
-        participant_counts.c.count,
+        participant_counts.c.count.label("n"),
     ).where(participant_counts.c.count != 0)
     if academic_year:
         query = query.where(participant_counts.c.academic_year == academic_year)
@@ -28,9 +28,9 @@ async def participants(
         query = query.where(participant_counts.c.offering_id == offering_id)
     by_offering: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     by_home: dict[str, dict[str, dict[str, int]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(int)))
-    for row in await conn.execute(query):
-        by_offering[row.offering_id][row.status] += row.count
-        by_home[row.offering_id][row.home_institution_id][row.status] += row.count
+    for count_row in await conn.execute(query):
+        by_offering[count_row.offering_id][count_row.status] += count_row.n
+        by_home[count_row.offering_id][count_row.home_institution_id][count_row.status] += count_row.n
 
     info_query = sa.select(offerings)
     if academic_year:
@@ -44,7 +44,7 @@ async def participants(
     ids = sorted(set(info) | (set() if provider else set(by_offering)))
     items = []
     for oid in ids:
-        row = info.get(oid)
+        row: Any = info.get(oid)
         items.append(
             {
                 "offering_id": oid,
@@ -54,15 +54,11 @@ async def participants(
                 "max_participants": row.max_participants if row else None,
                 **domain.participant_row(by_offering.get(oid, {})),
                 "by_home_institution": {
-                    home: domain.participant_row(counts)
-                    for home, counts in sorted(by_home.get(oid, {}).items())
+                    home: domain.participant_row(counts) for home, counts in sorted(by_home.get(oid, {}).items())
                 },
             }
         )
     totals = domain.participant_row(
-        {
-            s: sum(by_offering[o].get(s, 0) for o in ids if o in by_offering)
-            for s in domain.PARTICIPANT_STATUSES
-        }
+        {s: sum(by_offering[o].get(s, 0) for o in ids if o in by_offering) for s in domain.PARTICIPANT_STATUSES}
     )
     return {"academic_year": academic_year, "totals": totals, "items": items}

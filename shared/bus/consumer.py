@@ -113,9 +113,7 @@ class Consumer:
                 batch.append(inbound.get_nowait())
             await self.handle_batch(channel, batch)
 
-    async def handle_batch(
-        self, channel: AbstractChannel, messages: Sequence[AbstractIncomingMessage]
-    ) -> None:
+    async def handle_batch(self, channel: AbstractChannel, messages: Sequence[AbstractIncomingMessage]) -> None:
         outcomes = [self._parse(m) for m in messages]
         started = time.perf_counter()
         await self._apply_with_db_retry(outcomes)
@@ -131,9 +129,7 @@ class Consumer:
                 metrics.EVENTS_CONSUMED.labels(
                     self.service, routing_key, "duplicate" if outcome.duplicate else "handled"
                 ).inc()
-                metrics.EVENT_LAG.labels(self.service, routing_key).observe(
-                    max(0.0, now - event.time.timestamp())
-                )
+                metrics.EVENT_LAG.labels(self.service, routing_key).observe(max(0.0, now - event.time.timestamp()))
             else:
                 await self._retry_or_dead_letter(channel, outcome, routing_key)
 
@@ -184,12 +180,11 @@ class Consumer:
                 outcome.error = exc
                 log.warning("event handler failed", error=repr(exc))
 
-    async def _retry_or_dead_letter(
-        self, channel: AbstractChannel, outcome: _Outcome, routing_key: str
-    ) -> None:
+    async def _retry_or_dead_letter(self, channel: AbstractChannel, outcome: _Outcome, routing_key: str) -> None:
         message = outcome.message
         headers = dict(message.headers or {})
-        attempt = int(headers.get(ATTEMPT_HEADER, 0) or 0) + 1  # type: ignore[call-overload]
+        previous = headers.get(ATTEMPT_HEADER)
+        attempt = (previous if isinstance(previous, int) else 0) + 1
         permanent = outcome.event is None
         if permanent or attempt >= self.max_attempts:
             target, destination = self.names.dead, "dead"
@@ -197,9 +192,7 @@ class Consumer:
         else:
             delay = self.retry_delays_ms[min(attempt, len(self.retry_delays_ms)) - 1]
             target, destination = self.names.retry(delay), "retry"
-        headers.update(
-            {ATTEMPT_HEADER: attempt, "x-error": repr(outcome.error)[:1000], "x-failed-by": self.service}
-        )
+        headers.update({ATTEMPT_HEADER: attempt, "x-error": repr(outcome.error)[:1000], "x-failed-by": self.service})
         republished = aio_pika.Message(
             message.body,
             headers=headers,

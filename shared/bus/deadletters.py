@@ -23,9 +23,7 @@ from shared.bus.consumer import ATTEMPT_HEADER
 from shared.bus.topology import QueueNames
 
 
-async def _drain(
-    channel: aio_pika.abc.AbstractChannel, queue_name: str
-) -> list[aio_pika.abc.AbstractIncomingMessage]:
+async def _drain(channel: aio_pika.abc.AbstractChannel, queue_name: str) -> list[aio_pika.abc.AbstractIncomingMessage]:
     queue = await channel.get_queue(queue_name, ensure=True)
     messages = []
     while (message := await queue.get(no_ack=False, fail=False)) is not None:
@@ -71,9 +69,7 @@ async def replay_dead(amqp_url: str, queue: str, event_ids: set[str] | None = No
             if event_ids is not None and message.message_id not in event_ids:
                 await message.nack(requeue=True)
                 continue
-            headers = {
-                k: v for k, v in (message.headers or {}).items() if k not in {ATTEMPT_HEADER, "x-error"}
-            }
+            headers = {k: v for k, v in (message.headers or {}).items() if k not in {ATTEMPT_HEADER, "x-error"}}
             headers["x-replayed"] = True
             await channel.default_exchange.publish(
                 aio_pika.Message(
@@ -95,13 +91,9 @@ async def replay_dead(amqp_url: str, queue: str, event_ids: set[str] | None = No
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="deadletters", description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=["list", "replay"])
-    parser.add_argument(
-        "--service", required=True, choices=["catalogue", "enrolment", "billing", "reporting"]
-    )
+    parser.add_argument("--service", required=True, choices=["catalogue", "enrolment", "billing", "reporting"])
     parser.add_argument("--id", action="append", dest="ids", help="event id to replay (repeatable)")
-    parser.add_argument(
-        "--amqp-url", default=os.environ.get("TARJOTIN_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
-    )
+    parser.add_argument("--amqp-url", default=os.environ.get("TARJOTIN_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"))
     parser.add_argument("--queue-prefix", default=os.environ.get("TARJOTIN_QUEUE_PREFIX", "tarjotin"))
     args = parser.parse_args(argv)
     queue = f"{args.queue_prefix}.{args.service}"

@@ -33,10 +33,7 @@ async def stage(conn: AsyncConnection, outbox: sa.Table, *events: Envelope) -> N
     now = time.time()
     await conn.execute(
         outbox.insert(),
-        [
-            {"event_id": e.id, "routing_key": e.routing_key, "payload": e.to_json(), "created_at": now}
-            for e in events
-        ],
+        [{"event_id": e.id, "routing_key": e.routing_key, "payload": e.to_json(), "created_at": now} for e in events],
     )
 
 
@@ -89,9 +86,7 @@ class Relay:
             except Exception as exc:  # any broker/database failure: back off and start over
                 self.connected.clear()
                 metrics.RELAY_ERRORS.labels(self.service, type(exc).__name__).inc()
-                log.warning(
-                    "relay failed; reconnecting", service=self.service, error=repr(exc), backoff=backoff
-                )
+                log.warning("relay failed; reconnecting", service=self.service, error=repr(exc), backoff=backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 
@@ -122,9 +117,7 @@ class Relay:
         # Tasks start in creation order, so frames leave in outbox order on this one channel.
         publishes = [
             asyncio.ensure_future(
-                exchange.publish(
-                    to_message(r.event_id, r.payload, r.created_at), r.routing_key, mandatory=True
-                )
+                exchange.publish(to_message(r.event_id, r.payload, r.created_at), r.routing_key, mandatory=True)
             )
             for r in rows
         ]
@@ -137,9 +130,7 @@ class Relay:
         if confirmed:
             async with self.engine.begin() as conn:
                 await conn.execute(
-                    o.update()
-                    .where(o.c.id.in_([r.id for r in rows[:confirmed]]))
-                    .values(published_at=time.time())
+                    o.update().where(o.c.id.in_([r.id for r in rows[:confirmed]])).values(published_at=time.time())
                 )
             for r in rows[:confirmed]:
                 metrics.EVENTS_PUBLISHED.labels(self.service, r.routing_key).inc()
@@ -164,9 +155,7 @@ async def backlog(engine: AsyncEngine, outbox: sa.Table) -> tuple[int, float | N
     async with engine.connect() as conn:
         row = (
             await conn.execute(
-                sa.select(sa.func.count(), sa.func.min(outbox.c.created_at)).where(
-                    outbox.c.published_at.is_(None)
-                )
+                sa.select(sa.func.count(), sa.func.min(outbox.c.created_at)).where(outbox.c.published_at.is_(None))
             )
         ).one()
         await conn.rollback()

@@ -14,9 +14,7 @@ def add_outbox_table(metadata: sa.MetaData) -> sa.Table:
     return sa.Table(
         "outbox",
         metadata,
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
         sa.Column("event_id", sa.String(36), nullable=False, unique=True),
         sa.Column("routing_key", sa.String(100), nullable=False),
         sa.Column("payload", sa.LargeBinary, nullable=False),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
@@ -44,7 +45,7 @@ async def declare_consumer_queues(
     retry_delays_ms: Iterable[int],
 ) -> AbstractQueue:
     """Declare a service's queue, its retry queues and dead-letter queue; bind it; return it."""
-    quorum = {"x-queue-type": "quorum"}
+    quorum: dict[str, Any] = {"x-queue-type": "quorum"}
     await channel.declare_queue(names.dead, durable=True, arguments=quorum)
     for delay in retry_delays_ms:
         await channel.declare_queue(

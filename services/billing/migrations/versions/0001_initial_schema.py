@@ -69,9 +69,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "outbox",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("event_id", sa.String(length=36), nullable=False),
         sa.Column("routing_key", sa.String(length=100), nullable=False),
         sa.Column("payload", sa.LargeBinary(), nullable=False),

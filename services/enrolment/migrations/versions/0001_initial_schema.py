@@ -65,9 +65,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "outbox",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("event_id", sa.String(length=36), nullable=False),
         sa.Column("routing_key", sa.String(length=100), nullable=False),
         sa.Column("payload", sa.LargeBinary(), nullable=False),
@@ -87,9 +85,7 @@ def upgrade() -> None:
 
     op.create_table(
         "students",
-        sa.Column(
-            "id", sa.String(length=36), nullable=False, comment="the pseudonymous student_ref of events"
-        ),
+        sa.Column("id", sa.String(length=36), nullable=False, comment="the pseudonymous student_ref of events"),
         sa.Column("home_institution_id", sa.String(length=64), nullable=False),
         sa.Column("learner_id", sa.String(length=100), nullable=False),
         sa.Column("name", sa.String(length=200), nullable=False),

@@ -78,9 +78,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("offering_id", "home_institution_id", "status"),
     )
     with op.batch_alter_table("participant_counts", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_participant_counts_academic_year"), ["academic_year"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_participant_counts_academic_year"), ["academic_year"], unique=False)
 
     # ### end Alembic commands ###
 
