@@ -1,0 +1,267 @@
+"""The bus against a real RabbitMQ and real databases: outbox relay, inbox, retries, dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import aio_pika
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from services.enrolment.handlers import on_institution
+from services.enrolment.tables import inbox, institutions, outbox
+from shared.bus import Consumer, Relay, backlog, stage
+from shared.bus.deadletters import list_dead, replay_dead
+from shared.bus.topology import declare_exchange
+from shared.db import make_engine
+from shared.events import Envelope, InstitutionRegistered, LocalizedText, new_event
+from tests.support.infra import AMQP_URL, BusNamespace, database, migrate
+from tests.support.proxy import Proxy
+
+pytestmark = pytest.mark.integration
+FAST_RETRIES = (50, 100)
+
+
+def institution_event(slug: str, sequence: int = 1) -> Envelope:
+    data = InstitutionRegistered(institution_id=slug, names=LocalizedText(fi=slug), kind="vocational", member=True)
+    return new_event(data, source="test", subject=slug, sequence=sequence, correlation_id=f"c-{slug}")
+
+
+@pytest.fixture
+async def engine(db_kind: str, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    async with database(db_kind, tmp_path, "bus") as url:
+        await migrate("enrolment", url)
+        engine = make_engine(url)
+        yield engine
+        await engine.dispose()
+
+
+@contextlib.asynccontextmanager
+async def probe(bus: BusNamespace) -> AsyncIterator[aio_pika.abc.AbstractQueue]:
+    """A throw-away queue bound to every event of the namespace."""
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection:
+        channel = await connection.channel()
+        exchange = await declare_exchange(channel, bus.exchange)
+        queue = await channel.declare_queue(exclusive=True)
+        await queue.bind(exchange, "#")
+        yield queue
+
+
+async def receive(queue: aio_pika.abc.AbstractQueue, count: int, timeout: float = 15) -> list[str]:
+    ids: list[str] = []
+    async with asyncio.timeout(timeout):
+        while len(ids) < count:
+            message = await queue.get(fail=False)
+            if message is None:
+                await asyncio.sleep(0.02)
+                continue
+            await message.ack()
+            ids.append(str(message.message_id))
+    return ids
+
+
+@contextlib.asynccontextmanager
+async def running(loop_coro: Awaitable[None]) -> AsyncIterator[asyncio.Task[None]]:
+    task = asyncio.ensure_future(loop_coro)
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_relay_publishes_committed_events_in_order_and_never_rolled_back_ones(
+    engine: AsyncEngine, bus: BusNamespace
+) -> None:
+    events = [institution_event(f"school-{i}") for i in range(30)]
+    async with engine.begin() as conn:
+        await stage(conn, outbox, *events[:15])
+    with pytest.raises(RuntimeError):
+        async with engine.begin() as conn:
+            await stage(conn, outbox, institution_event("rolled-back"))
+            raise RuntimeError("the use case failed after staging")
+    async with engine.begin() as conn:
+        await stage(conn, outbox, *events[15:])
+
+    async with probe(bus) as queue:
+        relay = Relay(engine, outbox, service="test", amqp_url=AMQP_URL, exchange=bus.exchange, batch=7)
+        async with running(relay.run()):
+            received = await receive(queue, 30)
+            await asyncio.sleep(0.3)
+            assert await queue.get(fail=False) is None, "something beyond the committed events was published"
+    assert received == [e.id for e in events]
+    assert (await backlog(engine, outbox))[0] == 0
+
+
+async def test_outbox_grows_while_the_broker_is_unreachable_and_catches_up_in_order(
+    engine: AsyncEngine, bus: BusNamespace
+) -> None:
+    proxy = await Proxy("127.0.0.1", 5672).start()
+    relay = Relay(engine, outbox, service="test", amqp_url=f"amqp://guest:guest@127.0.0.1:{proxy.port}/",
+                  exchange=bus.exchange)
+    before = [institution_event(f"before-{i}") for i in range(5)]
+    during = [institution_event(f"during-{i}") for i in range(20)]
+    try:
+        async with probe(bus) as queue, running(relay.run()):
+            async with engine.begin() as conn:
+                await stage(conn, outbox, *before)
+            first = await receive(queue, 5)
+            proxy.cut()
+            for event in during:  # requests keep being accepted: each commits its state and event
+                async with engine.begin() as conn:
+                    await stage(conn, outbox, event)
+            await asyncio.sleep(1.0)
+            assert (await backlog(engine, outbox))[0] == 20
+            proxy.restore()
+            rest = await receive(queue, 20, timeout=30)
+    finally:
+        await proxy.stop()
+    assert first == [e.id for e in before]
+    assert rest == [e.id for e in during]
+    assert (await backlog(engine, outbox))[0] == 0
+
+
+async def publish_raw(bus: BusNamespace, *events: Envelope) -> None:
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await declare_exchange(channel, bus.exchange)
+        for event in events:
+            await exchange.publish(aio_pika.Message(event.to_json(), message_id=event.id), event.routing_key)
+
+
+def make_consumer(
+    engine: AsyncEngine, bus: BusNamespace, handler: Callable[[AsyncConnection, Envelope], Awaitable[None]]
+) -> Consumer:
+    return Consumer(
+        engine, inbox, {"institution.registered": handler}, service="enrolment", amqp_url=AMQP_URL,
+        exchange=bus.exchange, queue=bus.queue("enrolment"), retry_delays_ms=FAST_RETRIES, max_attempts=3,
+    )
+
+
+async def institution_ids(engine: AsyncEngine) -> list[str]:
+    async with engine.connect() as conn:
+        return list((await conn.execute(sa.select(institutions.c.id).order_by(institutions.c.id))).scalars())
+
+
+async def inbox_count(engine: AsyncEngine) -> int:
+    async with engine.connect() as conn:
+        return int((await conn.execute(sa.select(sa.func.count()).select_from(inbox))).scalar_one())
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 15) -> None:
+    async with asyncio.timeout(timeout):
+        while not await check():
+            await asyncio.sleep(0.05)
+
+
+async def test_a_redelivered_event_takes_effect_once(engine: AsyncEngine, bus: BusNamespace) -> None:
+    calls: list[str] = []
+
+    async def counting(conn: AsyncConnection, event: Envelope) -> None:
+        calls.append(event.id)
+        await on_institution(conn, event)
+
+    consumer = make_consumer(engine, bus, counting)
+    event = institution_event("kao")
+    async with running(consumer.run()):
+        await consumer.ready.wait()
+        await publish_raw(bus, event, event, event)
+        await eventually(lambda: _true_after_settle(engine))
+    assert calls == [event.id]
+    assert await institution_ids(engine) == ["kao"]
+    assert await inbox_count(engine) == 1
+
+
+async def _true_after_settle(engine: AsyncEngine) -> bool:
+    await asyncio.sleep(0.5)
+    return await inbox_count(engine) >= 1
+
+
+async def test_a_failing_handler_is_retried_with_delay_then_succeeds(engine: AsyncEngine, bus: BusNamespace) -> None:
+    failures = {"left": 2}
+
+    async def flaky(conn: AsyncConnection, event: Envelope) -> None:
+        await on_institution(conn, event)  # the effect is rolled back with the failure
+        if failures["left"]:
+            failures["left"] -= 1
+            raise RuntimeError("database of a partner was down")
+
+    consumer = make_consumer(engine, bus, flaky)
+    async with running(consumer.run()):
+        await consumer.ready.wait()
+        await publish_raw(bus, institution_event("esedu"))
+
+        async def landed() -> bool:
+            return await institution_ids(engine) == ["esedu"]
+
+        await eventually(landed)
+    assert failures["left"] == 0
+    assert await inbox_count(engine) == 1
+
+
+async def test_a_poison_event_goes_to_dead_letters_while_others_flow_and_replay_brings_it_back(
+    engine: AsyncEngine, bus: BusNamespace
+) -> None:
+    fixed = {"yes": False}
+
+    async def picky(conn: AsyncConnection, event: Envelope) -> None:
+        if event.subject == "poison" and not fixed["yes"]:
+            raise ValueError("a bug in this handler")
+        await on_institution(conn, event)
+
+    consumer = make_consumer(engine, bus, picky)
+    poison = institution_event("poison")
+    async with running(consumer.run()):
+        await consumer.ready.wait()
+        await publish_raw(bus, poison, *(institution_event(f"ok-{i}") for i in range(5)))
+
+        async def others_done_and_poison_dead() -> bool:
+            dead = await list_dead(AMQP_URL, bus.queue("enrolment"))
+            return len(await institution_ids(engine)) == 5 and len(dead) == 1
+
+        await eventually(others_done_and_poison_dead)
+        dead = await list_dead(AMQP_URL, bus.queue("enrolment"))
+        assert dead[0]["event_id"] == poison.id
+        assert dead[0]["attempts"] == 3
+        assert "a bug in this handler" in dead[0]["error"]
+
+        fixed["yes"] = True
+        assert await replay_dead(AMQP_URL, bus.queue("enrolment")) == 1
+
+        async def poison_landed() -> bool:
+            return "poison" in await institution_ids(engine)
+
+        await eventually(poison_landed)
+    assert await list_dead(AMQP_URL, bus.queue("enrolment")) == []
+
+
+async def test_a_consumer_that_dies_mid_transaction_has_not_acked(engine: AsyncEngine, bus: BusNamespace) -> None:
+    entered = asyncio.Event()
+
+    async def hangs(conn: AsyncConnection, event: Envelope) -> None:
+        await on_institution(conn, event)
+        entered.set()
+        await asyncio.Event().wait()  # never returns: the process "dies" here
+
+    first = make_consumer(engine, bus, hangs)
+    async with running(first.run()):
+        await first.ready.wait()
+        await publish_raw(bus, institution_event("ysao"))
+        await asyncio.wait_for(entered.wait(), 10)
+    # The first consumer is gone without commit or ack: the broker hands the event to the next one.
+    assert await institution_ids(engine) == []
+    second = make_consumer(engine, bus, on_institution)
+    async with running(second.run()):
+
+        async def landed() -> bool:
+            return await institution_ids(engine) == ["ysao"]
+
+        await eventually(landed)
+    assert await inbox_count(engine) == 1

@@ -1,0 +1,85 @@
+"""Real PostgreSQL databases and RabbitMQ namespaces, made per test and removed afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aio_pika
+import asyncpg
+
+from shared.bus import QueueNames
+from shared.migrate import upgrade
+
+AMQP_URL = os.environ.get("TARJOTIN_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+PG_URL = os.environ.get("TARJOTIN_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432")
+DB_KINDS = [k for k in os.environ.get("TARJOTIN_TEST_DBS", "sqlite,postgres").split(",") if k]
+ROOT = Path(__file__).resolve().parents[2]
+SERVICES = ("catalogue", "enrolment", "billing", "reporting")
+
+
+def short_id() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+@asynccontextmanager
+async def database(kind: str, tmp_path: Path, name: str) -> AsyncIterator[str]:
+    """A fresh, empty database of the given kind; yields its SQLAlchemy URL."""
+    if kind == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / name}.db"
+        return
+    db = f"test_{name}_{short_id()}"
+    admin = await asyncpg.connect(f"{PG_URL}/postgres")
+    try:
+        await admin.execute(f'CREATE DATABASE "{db}"')
+    finally:
+        await admin.close()
+    try:
+        yield f"{PG_URL.replace('postgresql:', 'postgresql+asyncpg:')}/{db}"
+    finally:
+        admin = await asyncpg.connect(f"{PG_URL}/postgres")
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+async def migrate(service: str, url: str) -> None:
+    """Alembic upgrade head, as the service does at start (in a thread: Alembic runs its own loop)."""
+    await asyncio.to_thread(upgrade, ROOT / "services" / service / "migrations", url)
+
+
+class BusNamespace:
+    """An exchange and queue prefix of their own, so tests never see each other's messages."""
+
+    def __init__(self) -> None:
+        tag = short_id()
+        self.exchange = f"test.{tag}.events"
+        self.prefix = f"test.{tag}"
+
+    def queue(self, service: str) -> str:
+        return f"{self.prefix}.{service}"
+
+    async def delete(self, retry_delays_ms: tuple[int, ...] = (1000, 10000, 60000, 50, 100, 200)) -> None:
+        connection = await aio_pika.connect(AMQP_URL)
+        async with connection:
+            for service in (*SERVICES, "probe", "test"):
+                names = QueueNames(self.queue(service))
+                for queue in (names.main, names.dead, *(names.retry(d) for d in retry_delays_ms)):
+                    channel = await connection.channel()
+                    try:
+                        await channel.queue_delete(queue)
+                    except Exception:
+                        pass
+                    finally:
+                        if not channel.is_closed:
+                            await channel.close()
+            channel = await connection.channel()
+            try:
+                await channel.exchange_delete(self.exchange)
+            except Exception:
+                pass
