@@ -36,7 +36,9 @@ class ServiceSettings(BaseSettings):
     relay_batch: int = Field(default=500, ge=1, le=5000, validation_alias="TARJOTIN_RELAY_BATCH")
     prefetch: int = Field(default=100, ge=1, le=5000, validation_alias="TARJOTIN_PREFETCH")
     consumer_batch: int = Field(default=50, ge=1, le=1000, validation_alias="TARJOTIN_CONSUMER_BATCH")
-    retry_delays_ms: Annotated[tuple[int, ...], NoDecode] = Field(default=(1000, 10000, 60000), validation_alias="TARJOTIN_RETRY_DELAYS_MS")
+    retry_delays_ms: Annotated[tuple[int, ...], NoDecode] = Field(
+        default=(1000, 10000, 60000), validation_alias="TARJOTIN_RETRY_DELAYS_MS"
+    )
     max_attempts: int = Field(default=5, ge=1, le=50, validation_alias="TARJOTIN_MAX_ATTEMPTS")
 
     @field_validator("retry_delays_ms", mode="before")

@@ -103,8 +103,9 @@ async def test_outbox_grows_while_the_broker_is_unreachable_and_catches_up_in_or
     engine: AsyncEngine, bus: BusNamespace
 ) -> None:
     proxy = await Proxy("127.0.0.1", 5672).start()
-    relay = Relay(engine, outbox, service="test", amqp_url=f"amqp://guest:guest@127.0.0.1:{proxy.port}/",
-                  exchange=bus.exchange)
+    relay = Relay(
+        engine, outbox, service="test", amqp_url=f"amqp://guest:guest@127.0.0.1:{proxy.port}/", exchange=bus.exchange
+    )
     before = [institution_event(f"before-{i}") for i in range(5)]
     during = [institution_event(f"during-{i}") for i in range(20)]
     try:
@@ -140,8 +141,15 @@ def make_consumer(
     engine: AsyncEngine, bus: BusNamespace, handler: Callable[[AsyncConnection, Envelope], Awaitable[None]]
 ) -> Consumer:
     return Consumer(
-        engine, inbox, {"institution.registered": handler}, service="enrolment", amqp_url=AMQP_URL,
-        exchange=bus.exchange, queue=bus.queue("enrolment"), retry_delays_ms=FAST_RETRIES, max_attempts=3,
+        engine,
+        inbox,
+        {"institution.registered": handler},
+        service="enrolment",
+        amqp_url=AMQP_URL,
+        exchange=bus.exchange,
+        queue=bus.queue("enrolment"),
+        retry_delays_ms=FAST_RETRIES,
+        max_attempts=3,
     )
 
 

@@ -59,9 +59,7 @@ def test_event_schema_matches_its_snapshot(model: type[EventData]) -> None:
     recorded = json.loads(snapshot.read_text())
     problems = incompatibilities(recorded, current)
     assert not problems, f"{model.type_name()} changed incompatibly; publish a .v2 instead: {problems}"
-    assert recorded == current, (
-        f"{model.type_name()} changed compatibly; record it with TARJOTIN_UPDATE_SNAPSHOTS=1"
-    )
+    assert recorded == current, f"{model.type_name()} changed compatibly; record it with TARJOTIN_UPDATE_SNAPSHOTS=1"
 
 
 def test_checker_flags_a_removed_field_a_type_change_and_a_new_required_field() -> None:

@@ -1,0 +1,181 @@
+"""Enrolment against real databases: race-free seats, FIFO waitlist, problem+json, idempotency."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import date, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.enrolment import handlers
+from services.enrolment.app import build_api
+from services.enrolment.settings import Settings
+from services.enrolment.tables import enrolments, offerings, outbox, students
+from shared.db import make_engine
+from shared.events import InstitutionRegistered, LocalizedText, OfferingPublished, new_event
+from tests.support.infra import database, migrate
+
+pytestmark = pytest.mark.integration
+TODAY = date.today()
+
+
+def offering_event(offering_id: str, seats: int, sequence: int = 2) -> Any:
+    data = OfferingPublished(
+        offering_id=offering_id,
+        course_id="c1",
+        provider_id="sakky",
+        titles=LocalizedText(fi="Funktiot"),
+        subject="mathematics",
+        level="upper_secondary",
+        credits="3.0",
+        languages=["fi"],
+        delivery_mode="online_self_paced",
+        academic_year="2026-2027",
+        start_date=TODAY + timedelta(days=30),
+        end_date=TODAY + timedelta(days=90),
+        enrolment_opens=TODAY - timedelta(days=1),
+        enrolment_closes=TODAY + timedelta(days=20),
+        min_participants=1,
+        max_participants=seats,
+        member_price=Decimal("120.00"),
+        external_price=Decimal("150.00"),
+        free_cancellation_deadline=TODAY + timedelta(days=44),
+    )
+    return new_event(data, source="catalogue", subject=offering_id, sequence=sequence, correlation_id="seed")
+
+
+async def seed(engine: AsyncEngine, offering_id: str, seats: int) -> None:
+    async with engine.begin() as conn:
+        for slug, member in (("kao", True), ("edupoli", False)):
+            data = InstitutionRegistered(
+                institution_id=slug, names=LocalizedText(fi=slug), kind="vocational", member=member
+            )
+            await handlers.on_institution(
+                conn, new_event(data, source="catalogue", subject=slug, sequence=1, correlation_id="seed")
+            )
+        await handlers.on_offering(conn, offering_event(offering_id, seats))
+
+
+@pytest.fixture
+async def engine(db_kind: str, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    async with database(db_kind, tmp_path, "enrolment") as url:
+        await migrate("enrolment", url)
+        engine = make_engine(url, pool_size=20)
+        yield engine
+        await engine.dispose()
+
+
+@pytest.fixture
+async def client(engine: AsyncEngine) -> AsyncIterator[httpx.AsyncClient]:
+    app = build_api(Settings(database_url="sqlite+aiosqlite:///unused.db"))
+    app.state.engine = engine
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test/api/enrolments") as client:
+        yield client
+
+
+def body(offering_id: str, learner: str, home: str = "kao") -> dict[str, Any]:
+    return {
+        "offering_id": offering_id,
+        "home_institution_id": home,
+        "student": {"learner_id": learner, "name": f"Student {learner}", "email": f"{learner}@example.fi"},
+    }
+
+
+async def counts(engine: AsyncEngine) -> dict[str, int]:
+    async with engine.connect() as conn:
+        result = {}
+        for name, table in (("enrolments", enrolments), ("students", students), ("outbox", outbox)):
+            result[name] = int((await conn.execute(sa.select(sa.func.count()).select_from(table))).scalar_one())
+        return result
+
+
+async def test_concurrent_requests_never_overbook_and_waitlist_in_order(
+    engine: AsyncEngine, client: httpx.AsyncClient
+) -> None:
+    await seed(engine, "o1", seats=5)
+    responses = await asyncio.gather(*(client.post("", json=body("o1", f"L{i}")) for i in range(40)))
+    assert {r.status_code for r in responses} == {201}
+    statuses = [r.json()["status"] for r in responses]
+    assert statuses.count("awaiting_commitment") == 5
+    assert statuses.count("waitlisted") == 35
+    positions = sorted(r.json()["waitlist_position"] for r in responses if r.json()["status"] == "waitlisted")
+    assert positions == list(range(1, 36))
+    async with engine.connect() as conn:
+        held = (await conn.execute(sa.select(offerings.c.held).where(offerings.c.id == "o1"))).scalar_one()
+    assert held == 5
+
+
+async def test_enrolling_twice_returns_the_same_enrolment(engine: AsyncEngine, client: httpx.AsyncClient) -> None:
+    await seed(engine, "o2", seats=5)
+    first = await client.post("", json=body("o2", "same"))
+    again = await client.post("", json=body("o2", "same"))
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json()["id"] == first.json()["id"]
+    assert (await counts(engine))["enrolments"] == 1
+
+
+async def test_an_idempotency_key_replays_the_answer_and_refuses_a_different_body(
+    engine: AsyncEngine, client: httpx.AsyncClient
+) -> None:
+    await seed(engine, "o3", seats=5)
+    first = await client.post("", json=body("o3", "a"), headers={"Idempotency-Key": "k1"})
+    replay = await client.post("", json=body("o3", "a"), headers={"Idempotency-Key": "k1"})
+    other = await client.post("", json=body("o3", "b"), headers={"Idempotency-Key": "k1"})
+    assert (first.status_code, replay.status_code, other.status_code) == (201, 200, 409)
+    assert replay.json() == first.json()
+    assert other.headers["content-type"] == "application/problem+json"
+    assert (await counts(engine))["enrolments"] == 1
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "phrase"),
+    [
+        ("{not json", 400, "not valid JSON"),
+        ({"offering_id": "o4", "home_institution_id": "kao"}, 422, "student"),
+        ({**body("o4", "x"), "student": {"learner_id": "x", "name": "X", "email": "nope"}}, 422, "student.email"),
+        ({**body("o4", "x"), "offering_id": 12}, 422, "offering_id"),
+        (body("missing", "x"), 404, "not open for enrolment"),
+        (body("o4", "x", home="nowhere"), 422, "Home institution 'nowhere'"),
+        ({**body("o4", "x"), "extra": 1}, 422, "extra"),
+    ],
+)
+async def test_bad_requests_get_a_clear_problem_and_change_nothing(
+    engine: AsyncEngine, client: httpx.AsyncClient, payload: Any, status: int, phrase: str
+) -> None:
+    await seed(engine, "o4", seats=5)
+    before = await counts(engine)
+    if isinstance(payload, str):
+        response = await client.post("", content=payload, headers={"content-type": "application/json"})
+    else:
+        response = await client.post("", json=payload)
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["status"] == status and phrase in problem["detail"] + str(problem.get("errors"))
+    assert await counts(engine) == before
+
+
+async def test_a_closed_window_is_refused(engine: AsyncEngine, client: httpx.AsyncClient) -> None:
+    await seed(engine, "o5", seats=5)
+    async with engine.begin() as conn:
+        await conn.execute(offerings.update().values(enrolment_closes=TODAY - timedelta(days=1)))
+    response = await client.post("", json=body("o5", "late"))
+    assert response.status_code == 409
+    assert "Enrolment closed" in response.json()["detail"]
+
+
+async def test_an_older_offering_event_does_not_overwrite_a_newer_copy(engine: AsyncEngine) -> None:
+    await seed(engine, "o6", seats=5)
+    async with engine.begin() as conn:
+        await handlers.on_offering(conn, offering_event("o6", seats=9, sequence=3))
+        await handlers.on_offering(conn, offering_event("o6", seats=1, sequence=2))
+        seats = (await conn.execute(sa.select(offerings.c.max_participants))).scalar_one()
+    assert seats == 9

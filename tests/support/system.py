@@ -1,0 +1,191 @@
+"""The whole system started as `make run` starts it (scripts/tarjotin.sh), isolated for one test module."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+from collections.abc import Awaitable, Callable
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+
+from tests.support.infra import PG_URL, ROOT, BusNamespace, short_id
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def free_port_block(size: int = 5) -> int:
+    """A base port whose next `size` ports are free."""
+    for _ in range(50):
+        base = free_port()
+        if base + size > 65000:
+            continue
+        try:
+            for offset in range(1, size):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", base + offset))
+            return base
+        except OSError:
+            continue
+    raise RuntimeError("no free block of ports")
+
+
+class System:
+    """Start, stop, kill and restart the processes of a private Tarjotin instance."""
+
+    def __init__(self, workdir: Path, db: str) -> None:
+        self.db = db
+        self.bus = BusNamespace()
+        self.pg_prefix = f"test_e2e_{short_id()}"
+        self.gateway_port = free_port()
+        self.env = {
+            **os.environ,
+            "TARJOTIN_RUN_DIR": str(workdir / "run"),
+            "TARJOTIN_DATA_DIR": str(workdir / "data"),
+            "TARJOTIN_GATEWAY_PORT": str(self.gateway_port),
+            "TARJOTIN_PORT_BASE": str(free_port_block()),
+            "TARJOTIN_DB": db,
+            "TARJOTIN_PG_URL": PG_URL,
+            "TARJOTIN_PG_DB_PREFIX": self.pg_prefix,
+            "TARJOTIN_EXCHANGE": self.bus.exchange,
+            "TARJOTIN_QUEUE_PREFIX": self.bus.prefix,
+            "TARJOTIN_RETRY_DELAYS_MS": "200,500,1000",
+            "TARJOTIN_DEMO": "0",
+        }
+        self.url = f"http://127.0.0.1:{self.gateway_port}"
+        self.log_dir = workdir / "run" / "log"
+
+    def script(self, *args: str, timeout: float = 300) -> None:
+        result = subprocess.run(
+            ["bash", str(ROOT / "scripts" / "tarjotin.sh"), *args],
+            env=self.env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"tarjotin.sh {' '.join(args)} failed:\n{result.stderr[-3000:]}\n{self.logs_tail()}")
+
+    def logs_tail(self) -> str:
+        parts = []
+        for log in sorted(self.log_dir.glob("*.log")):
+            parts.append(f"--- {log.name}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-15:]))
+        return "\n".join(parts)
+
+    def up(self) -> None:
+        self.script("up")
+
+    async def down(self) -> None:
+        self.script("down")
+        await self.bus.delete(retry_delays_ms=(200, 500, 1000))
+        if self.db == "postgres":
+            admin = await asyncpg.connect(f"{PG_URL}/postgres")
+            try:
+                for service in ("catalogue", "enrolment", "billing", "reporting"):
+                    await admin.execute(f'DROP DATABASE IF EXISTS "{self.pg_prefix}_{service}" WITH (FORCE)')
+            finally:
+                await admin.close()
+
+    def kill(self, service: str, role: str) -> None:
+        self.script("kill", service, role)
+
+    def start(self, service: str, role: str) -> None:
+        self.script("start", service, role)
+
+    def client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.url, timeout=30)
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 30, interval: float = 0.2) -> Any:
+    """Poll until `check` returns something truthy; return it."""
+    async with asyncio.timeout(timeout):
+        while not (result := await check()):
+            await asyncio.sleep(interval)
+    return result
+
+
+class Network:
+    """Seed data of a test: institutions, a course and published offerings, made through the gateway."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+        self.tag = short_id()
+
+    async def institution(self, slug: str, *, member: bool) -> str:
+        ident = f"{slug}-{self.tag}"
+        response = await self.client.post(
+            "/api/catalogue/institutions",
+            json={
+                "id": ident,
+                "names": {"fi": slug.title()},
+                "kind": "vocational" if member else "learning_centre",
+                "member": member,
+                "region": "Pohjois-Savo",
+            },
+        )
+        assert response.status_code == 201, response.text
+        return ident
+
+    async def offering(self, provider: str, *, seats: int, credits: str = "3.0") -> str:
+        course = await self.client.post(
+            "/api/catalogue/courses",
+            json={
+                "provider_id": provider,
+                "code": f"C-{short_id()}",
+                "titles": {"fi": "Funktiot", "en": "Functions"},
+                "subject": "mathematics",
+                "level": "upper_secondary",
+                "credits": credits,
+                "languages": ["fi"],
+                "delivery_mode": "online_self_paced",
+            },
+        )
+        assert course.status_code == 201, course.text
+        today = date.today()
+        offering = await self.client.post(
+            "/api/catalogue/offerings",
+            json={
+                "course_id": course.json()["id"],
+                "start_date": str(today + timedelta(days=30)),
+                "end_date": str(today + timedelta(days=90)),
+                "enrolment_opens": str(today - timedelta(days=1)),
+                "enrolment_closes": str(today + timedelta(days=20)),
+                "max_participants": seats,
+            },
+        )
+        assert offering.status_code == 201, offering.text
+        published = await self.client.post(f"/api/catalogue/offerings/{offering.json()['id']}/publish")
+        assert published.status_code == 200, published.text
+        return str(offering.json()["id"])
+
+    async def enrol(self, offering_id: str, home: str, learner: str, *, key: str | None = None) -> httpx.Response:
+        """Enrol, waiting for the offering and institution to reach the enrolment service first."""
+        payload = {
+            "offering_id": offering_id,
+            "home_institution_id": home,
+            "student": {"learner_id": learner, "name": f"Oppilas {learner}", "email": f"{learner}@example.fi"},
+        }
+        headers = {"Idempotency-Key": key} if key else {}
+
+        async def attempt() -> httpx.Response | None:
+            response = await self.client.post("/api/enrolments", json=payload, headers=headers)
+            return (
+                None
+                if response.status_code in (404, 422)
+                and "problem" in response.headers["content-type"]
+                and ("not open" in response.text or "Home institution" in response.text)
+                else response
+            )
+
+        response: httpx.Response = await eventually(attempt, timeout=30)
+        return response
