@@ -19,7 +19,7 @@ from shared.bus.deadletters import list_dead, replay_dead
 from shared.bus.topology import declare_exchange
 from shared.db import make_engine
 from shared.events import Envelope, InstitutionRegistered, LocalizedText, new_event
-from tests.support.infra import AMQP_URL, BusNamespace, database, migrate
+from tests.support.infra import AMQP_URL, BusNamespace, database, eventually, migrate
 from tests.support.proxy import Proxy
 
 pytestmark = pytest.mark.integration
@@ -161,12 +161,6 @@ async def institution_ids(engine: AsyncEngine) -> list[str]:
 async def inbox_count(engine: AsyncEngine) -> int:
     async with engine.connect() as conn:
         return int((await conn.execute(sa.select(sa.func.count()).select_from(inbox))).scalar_one())
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 15) -> None:
-    async with asyncio.timeout(timeout):
-        while not await check():
-            await asyncio.sleep(0.05)
 
 
 async def test_a_redelivered_event_takes_effect_once(engine: AsyncEngine, bus: BusNamespace) -> None:

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 import subprocess
-from collections.abc import Awaitable, Callable
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import httpx
 
-from tests.support.infra import PG_URL, ROOT, BusNamespace, short_id
+from tests.support.infra import PG_URL, ROOT, BusNamespace, eventually, short_id
 
 
 def free_port() -> int:
@@ -104,14 +101,6 @@ class System:
 
     def client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.url, timeout=30)
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 30, interval: float = 0.2) -> Any:
-    """Poll until `check` returns something truthy; return it."""
-    async with asyncio.timeout(timeout):
-        while not (result := await check()):
-            await asyncio.sleep(interval)
-    return result
 
 
 class Network:
