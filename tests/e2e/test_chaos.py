@@ -1,0 +1,131 @@
+"""Kill things while enrolments are in flight; afterwards nothing is lost, nothing doubled, all agree."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.infra import eventually
+from tests.support.system import Network, System
+
+pytestmark = pytest.mark.e2e
+
+
+async def all_pages(client: httpx.AsyncClient, path: str, **params: Any) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    page = 1
+    while True:
+        response = await client.get(path, params={**params, "page": page, "page_size": 500})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        items += body["items"]
+        if len(items) >= body["total"]:
+            return items
+        page += 1
+
+
+async def enrol_until_accepted(client: httpx.AsyncClient, payload: dict[str, Any], key: str) -> str:
+    """A client that retries with the same Idempotency-Key until the system answers (as a browser would)."""
+    async with asyncio.timeout(120):
+        while True:
+            try:
+                response = await client.post("/api/enrolments", json=payload, headers={"Idempotency-Key": key})
+                if response.status_code in (200, 201):
+                    return str(response.json()["id"])
+                assert response.status_code in (502, 503, 504), response.text
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.2)
+
+
+async def reconcile(
+    client: httpx.AsyncClient, offering_id: str, expected_ids: set[str], amount: Decimal
+) -> None:
+    """Enrolment, billing and reporting agree exactly on the offering's enrolments."""
+
+    async def settled() -> bool:
+        enrolments = await all_pages(client, "/api/enrolments", offering_id=offering_id)
+        return len(enrolments) == len(expected_ids) and all(e["status"] == "confirmed" for e in enrolments)
+
+    await eventually(settled, timeout=120, interval=0.5)
+    enrolments = await all_pages(client, "/api/enrolments", offering_id=offering_id)
+    assert {e["id"] for e in enrolments} == expected_ids
+
+    async def billed() -> list[dict[str, Any]] | None:
+        commitments = [c for c in await all_pages(client, "/api/billing/commitments")
+                       if c["offering_id"] == offering_id]
+        return commitments if len(commitments) >= len(expected_ids) else None
+
+    commitments = await eventually(billed, timeout=60, interval=0.5)
+    assert sorted(c["enrolment_id"] for c in commitments) == sorted(expected_ids), "a commitment lost or doubled"
+    assert all(c["status"] == "accepted" and Decimal(c["amount"]) == amount for c in commitments)
+
+    async def reported() -> dict[str, Any] | None:
+        response = await client.get("/api/reports/participants", params={"offering_id": offering_id})
+        line = response.json()["items"][0] if response.json()["items"] else {}
+        return line if line.get("confirmed") == len(expected_ids) else None
+
+    line = await eventually(reported, timeout=60, interval=0.5)
+    assert (line["held"], line["awaiting_commitment"], line["waitlisted"]) == (len(expected_ids), 0, 0)
+
+
+async def test_sigkill_of_each_service_during_enrolments_loses_and_doubles_nothing(system: System) -> None:
+    n = 200
+    async with system.client() as client:
+        net = Network(client)
+        provider, home = await net.institution("pkky", member=True), await net.institution("ysao", member=True)
+        offering = await net.offering(provider, seats=1000, credits="1.5")
+        first = (await net.enrol(offering, home, "warm-up")).json()["id"]
+        gate = asyncio.Semaphore(16)
+
+        async def one(i: int) -> str:
+            payload = {"offering_id": offering, "home_institution_id": home,
+                       "student": {"learner_id": f"s{i}", "name": f"Oppilas {i}", "email": f"s{i}@example.fi"}}
+            async with gate:
+                return await enrol_until_accepted(client, payload, key=f"chaos-{net.tag}-{i}")
+
+        async def chaos() -> None:
+            victims = [("enrolment", "api"), ("billing", "worker"), ("enrolment", "worker"),
+                       ("reporting", "worker"), ("billing", "api"), ("catalogue", "worker")]
+            for service, role in victims:
+                await asyncio.sleep(0.4)
+                await asyncio.to_thread(system.kill, service, role)
+                await asyncio.sleep(0.3)
+                await asyncio.to_thread(system.start, service, role)
+
+        ids, _ = await asyncio.gather(asyncio.gather(*(one(i) for i in range(n))), chaos())
+        assert len(set(ids)) == n, "an accepted request did not get exactly one enrolment"
+        await reconcile(client, offering, {*ids, first}, amount=Decimal("60.00"))
+
+
+def rabbitmq(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=120)
+
+
+async def test_requests_are_accepted_while_rabbitmq_is_down_and_the_outbox_catches_up(system: System) -> None:
+    async with system.client() as client:
+        net = Network(client)
+        provider, home = await net.institution("esedu", member=True), await net.institution("kao", member=True)
+        offering = await net.offering(provider, seats=100, credits="1.0")
+        first = (await net.enrol(offering, home, "before-outage")).json()["id"]
+        await asyncio.to_thread(rabbitmq, "stop_app")
+        try:
+            during = []
+            for i in range(20):
+                response = await net.enrol(offering, home, f"outage-{i}")
+                assert response.status_code == 201
+                during.append(response.json()["id"])
+            ready = (await client.get("/api/enrolments/ready")).json()
+            assert ready["status"] == "degraded" and ready["broker"] == "unreachable"
+            assert ready["outbox_backlog"] >= 20
+        finally:
+            await asyncio.to_thread(rabbitmq, "start_app")
+            await asyncio.to_thread(rabbitmq, "await_startup")
+        await reconcile(client, offering, {first, *during}, amount=Decimal("40.00"))
+        ready = (await client.get("/api/enrolments/ready")).json()
+        assert ready["status"] == "ready" and ready["outbox_backlog"] == 0
