@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import date
+from decimal import Decimal
+
 from pydantic import Field
 
 from shared.events.envelope import EventData, Money
@@ -39,3 +42,46 @@ class CommitmentRejected(CommitmentFacts):
 
     name = "commitment.rejected"
     reason: str | None = None
+
+
+class CommitmentVoided(CommitmentFacts):
+    """Nothing is owed: a free withdrawal or a cancelled offering (a credit note if already invoiced)."""
+
+    name = "commitment.voided"
+    reason: str
+
+
+class CommitmentChargeable(CommitmentFacts):
+    """The payer owes `chargeable_amount` (late withdrawal, interruption, result, deadline passed)."""
+
+    name = "commitment.chargeable"
+    chargeable_amount: Money
+    reason: str
+
+
+class InvoiceIssued(EventData):
+    """An invoice run billed one payer for one payee's chargeable commitments."""
+
+    name = "invoice.issued"
+    invoice_id: str
+    number: str = Field(description="sequential per payee")
+    payee_id: str
+    payer_id: str
+    period_start: date
+    period_end: date
+    total: Money
+    vat_rate: Decimal = Field(default=Decimal(0), description="education services: 0 %, category E")
+    commitment_ids: list[str]
+
+
+class CreditNoteIssued(EventData):
+    """A commitment voided after it was invoiced is credited back."""
+
+    name = "credit_note.issued"
+    credit_note_id: str
+    number: str
+    invoice_id: str
+    payee_id: str
+    payer_id: str
+    total: Money
+    commitment_ids: list[str]

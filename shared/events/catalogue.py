@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from decimal import Decimal
 
 from pydantic import Field
 
@@ -61,6 +62,9 @@ class OfferingPublished(EventData):
     external_price: Money
     free_cancellation_deadline: date
     region: str | None = None
+    late_withdrawal_percent: Decimal = Field(
+        default=Decimal(100), description="guideline snapshot: share charged for a late withdrawal or interruption"
+    )
 
 
 class OfferingUpdated(OfferingPublished):
@@ -77,3 +81,14 @@ class OfferingCancelled(EventData):
     offering_id: str
     provider_id: str
     reason: str | None = None
+
+
+class PricingGuidelineSet(EventData):
+    """The network admin set the pricing guideline of an academic year (existing prices stay)."""
+
+    name = "pricing_guideline.set"
+    academic_year: str
+    price_per_credit: Money
+    external_surcharge_percent: Decimal
+    late_withdrawal_percent: Decimal
+    free_cancellation_days: int

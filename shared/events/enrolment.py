@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import date
+from decimal import Decimal
+
 from pydantic import Field
 
 from shared.events.envelope import EventData, Money
@@ -24,6 +27,9 @@ class EnrolmentRequested(EnrolmentFacts):
     name = "enrolment.requested"
     member_price: Money = Field(description="price snapshot at enrolment time")
     external_price: Money = Field(description="price snapshot at enrolment time")
+    free_cancellation_deadline: date | None = Field(
+        default=None, description="after it, the commitment becomes chargeable while still enrolled"
+    )
 
 
 class EnrolmentWaitlisted(EnrolmentFacts):
@@ -44,3 +50,29 @@ class EnrolmentRejected(EnrolmentFacts):
 
     name = "enrolment.rejected"
     reason: str | None = None
+
+
+class EnrolmentWithdrawn(EnrolmentFacts):
+    """The student or a counsellor withdrew; free before the free-cancellation deadline, charged after."""
+
+    name = "enrolment.withdrawn"
+    late: bool = Field(description="after the free-cancellation deadline")
+    charge_percent: Decimal = Field(description="share of the commitment now chargeable; 0 when free")
+    was_waitlisted: bool = Field(default=False, description="withdrew from the waitlist: no seat, no commitment")
+
+
+class EnrolmentCancelled(EnrolmentFacts):
+    """The provider cancelled the offering; the commitment is voided and the home institution told."""
+
+    name = "enrolment.cancelled"
+    reason: str | None = None
+
+
+class EnrolmentCompleted(EnrolmentFacts):
+    """The provider recorded a result; a home institution's system may record the credits."""
+
+    name = "enrolment.completed"
+    outcome: str = Field(description="`passed`, `failed` or `interrupted`")
+    grade: str | None = None
+    credits_earned: str | None = Field(default=None, description="decimal string, e.g. `2.0`")
+    charge_percent: Decimal = Field(description="share of the commitment chargeable: 100, or the late share")

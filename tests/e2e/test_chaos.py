@@ -43,9 +43,7 @@ async def enrol_until_accepted(client: httpx.AsyncClient, payload: dict[str, Any
             await asyncio.sleep(0.2)
 
 
-async def reconcile(
-    client: httpx.AsyncClient, offering_id: str, expected_ids: set[str], amount: Decimal
-) -> None:
+async def reconcile(client: httpx.AsyncClient, offering_id: str, expected_ids: set[str], amount: Decimal) -> None:
     """Enrolment, billing and reporting agree exactly on the offering's enrolments."""
 
     async def settled() -> bool:
@@ -57,8 +55,9 @@ async def reconcile(
     assert {e["id"] for e in enrolments} == expected_ids
 
     async def billed() -> list[dict[str, Any]] | None:
-        commitments = [c for c in await all_pages(client, "/api/billing/commitments")
-                       if c["offering_id"] == offering_id]
+        commitments = [
+            c for c in await all_pages(client, "/api/billing/commitments") if c["offering_id"] == offering_id
+        ]
         return commitments if len(commitments) >= len(expected_ids) else None
 
     commitments = await eventually(billed, timeout=60, interval=0.5)
@@ -84,14 +83,23 @@ async def test_sigkill_of_each_service_during_enrolments_loses_and_doubles_nothi
         gate = asyncio.Semaphore(16)
 
         async def one(i: int) -> str:
-            payload = {"offering_id": offering, "home_institution_id": home,
-                       "student": {"learner_id": f"s{i}", "name": f"Oppilas {i}", "email": f"s{i}@example.fi"}}
+            payload = {
+                "offering_id": offering,
+                "home_institution_id": home,
+                "student": {"learner_id": f"s{i}", "name": f"Oppilas {i}", "email": f"s{i}@example.fi"},
+            }
             async with gate:
                 return await enrol_until_accepted(client, payload, key=f"chaos-{net.tag}-{i}")
 
         async def chaos() -> None:
-            victims = [("enrolment", "api"), ("billing", "worker"), ("enrolment", "worker"),
-                       ("reporting", "worker"), ("billing", "api"), ("catalogue", "worker")]
+            victims = [
+                ("enrolment", "api"),
+                ("billing", "worker"),
+                ("enrolment", "worker"),
+                ("reporting", "worker"),
+                ("billing", "api"),
+                ("catalogue", "worker"),
+            ]
             for service, role in victims:
                 await asyncio.sleep(0.4)
                 await asyncio.to_thread(system.kill, service, role)
