@@ -169,12 +169,14 @@ async def create_offering(conn: AsyncConnection, cmd: CreateOffering) -> dict[st
     return await views.get_offering(conn, offering_id)
 
 
-def offering_published(data: dict[str, Any]) -> OfferingPublished:
+def offering_published(data: dict[str, Any], guideline: domain.Guideline) -> OfferingPublished:
+    derived = {"offering_id", "titles", "credits", "late_withdrawal_percent"}
     return OfferingPublished(
         offering_id=data["id"],
         titles=LocalizedText(**data["titles"]),
         credits=str(data["credits"]),
-        **{k: data[k] for k in OfferingPublished.model_fields if k not in {"offering_id", "titles", "credits"}},
+        late_withdrawal_percent=guideline.late_withdrawal_percent,
+        **{k: data[k] for k in OfferingPublished.model_fields if k not in derived},
     )
 
 
@@ -188,8 +190,9 @@ async def publish_offering(conn: AsyncConnection, offering_id: str, correlation_
     version = row.version + 1
     await conn.execute(offerings.update().where(offerings.c.id == offering_id).values(status=status, version=version))
     data = await views.get_offering(conn, offering_id)
+    guideline = await views.guideline_for(conn, data["academic_year"])
     event = new_event(
-        offering_published(data),
+        offering_published(data, guideline),
         source=SOURCE,
         subject=offering_id,
         sequence=version,

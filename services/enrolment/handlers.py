@@ -87,6 +87,7 @@ async def _facts(conn: AsyncConnection, enrolment_id: str) -> tuple[sa.Row[Any],
                 offerings.c.academic_year,
                 offerings.c.member_price,
                 offerings.c.external_price,
+                offerings.c.free_cancellation_deadline,
             )
             .select_from(enrolments.join(offerings, offerings.c.id == enrolments.c.offering_id))
             .where(enrolments.c.id == enrolment_id)
@@ -125,7 +126,12 @@ async def _emit_requested(conn: AsyncConnection, enrolment_id: str, version: int
     row, facts = await _facts(conn, enrolment_id)
     await _emit(
         conn,
-        EnrolmentRequested(**facts, member_price=row.member_price, external_price=row.external_price),
+        EnrolmentRequested(
+            **facts,
+            member_price=row.member_price,
+            external_price=row.external_price,
+            free_cancellation_deadline=row.free_cancellation_deadline,
+        ),
         enrolment_id,
         version,
         correlation_id,
