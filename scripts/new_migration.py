@@ -3,6 +3,7 @@
 python scripts/new_migration.py enrolment "add waitlist index"
 """
 
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -21,6 +22,7 @@ def main() -> None:
         config = alembic_config(migrations, url)
         rev_id = f"{len(list((migrations / 'versions').glob('*.py'))) + 1:04d}"
         command.revision(config, message=message, autogenerate=True, rev_id=rev_id)
+    subprocess.run([sys.executable, "-m", "ruff", "format", "-q", str(migrations / "versions")], check=True)
 
 
 if __name__ == "__main__":

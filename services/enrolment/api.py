@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request
@@ -11,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.enrolment import handlers, views
-from services.enrolment.domain import Status
+from services.enrolment.domain import Outcome, Status
 from services.enrolment.tables import idempotency_keys
 from shared.http import ListOf, Page, correlation_id
 from shared.idempotency import run_once
@@ -34,6 +35,20 @@ class EnrolmentCreate(BaseModel):
     student: StudentIn
 
 
+class WithdrawBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    by: str = Field("student", min_length=1, max_length=100, description="who withdrew: student or counsellor")
+
+
+class ResultBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    outcome: Outcome
+    grade: str | None = Field(None, max_length=20, description="e.g. 4-10, 1-5, S (pass)")
+    credits: Decimal | None = Field(
+        None, ge=0, le=100, decimal_places=1, description="credits earned; defaults to the course's when passed"
+    )
+
+
 class EnrolmentRead(BaseModel):
     id: str
     offering_id: str
@@ -43,6 +58,8 @@ class EnrolmentRead(BaseModel):
     student_ref: str
     student: StudentIn
     commitment_id: str | None
+    grade: str | None = None
+    credits_earned: Decimal | None = None
     created_at: datetime
     updated_at: datetime
 
@@ -98,3 +115,21 @@ router.add_api_route("/", list_enrolments, methods=["GET"], include_in_schema=Fa
 async def get_enrolment(enrolment_id: str, engine: EngineDep) -> dict[str, Any]:
     async with engine.connect() as conn:
         return await views.get_enrolment(conn, enrolment_id)
+
+
+@router.post("/{enrolment_id}/withdraw", response_model=EnrolmentRead)
+async def withdraw(
+    enrolment_id: str, request: Request, engine: EngineDep, body: WithdrawBody | None = None
+) -> dict[str, Any]:
+    """Withdraw: free before the free-cancellation deadline, charged after it; the seat goes to the waitlist."""
+    cmd = handlers.Withdraw(enrolment_id=enrolment_id, by=(body or WithdrawBody()).by)
+    async with engine.begin() as conn:
+        return await handlers.withdraw(conn, cmd, correlation_id(request))
+
+
+@router.post("/{enrolment_id}/result", response_model=EnrolmentRead)
+async def record_result(enrolment_id: str, body: ResultBody, request: Request, engine: EngineDep) -> dict[str, Any]:
+    """Record the provider's result (passed, failed, interrupted); publishes `enrolment.completed`."""
+    cmd = handlers.RecordResult(enrolment_id=enrolment_id, outcome=body.outcome, grade=body.grade, credits=body.credits)
+    async with engine.begin() as conn:
+        return await handlers.record_result(conn, cmd, correlation_id(request))

@@ -8,6 +8,7 @@ SUBSCRIPTIONS: dict[str, Handler] = {
     "institution.updated": handlers.on_institution,
     "offering.published": handlers.on_offering,
     "offering.updated": handlers.on_offering,
+    "offering.cancelled": handlers.on_offering_cancelled,
     "commitment.accepted": handlers.on_commitment_accepted,
     "commitment.rejected": handlers.on_commitment_rejected,
 }

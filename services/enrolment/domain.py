@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
 from enum import StrEnum
 
 from shared.errors import Conflict
@@ -40,3 +42,44 @@ def confirm(status: str) -> Status | None:
 
 def reject(status: str) -> Status | None:
     return Status.REJECTED if status == Status.AWAITING_COMMITMENT else None
+
+
+class Outcome(StrEnum):
+    PASSED = "passed"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+
+FULL = Decimal(100)
+
+
+@dataclass(frozen=True)
+class Withdrawal:
+    late: bool
+    charge_percent: Decimal
+    frees_seat: bool
+    was_waitlisted: bool
+
+
+def withdraw(status: str, deadline: date, today: date, late_percent: Decimal) -> Withdrawal:
+    """Free before the free-cancellation deadline (and always from the waitlist); charged after it."""
+    if status not in ACTIVE:
+        raise Conflict(f"Only an active enrolment can be withdrawn; this one is {status}.")
+    if status == Status.WAITLISTED:
+        return Withdrawal(late=False, charge_percent=Decimal(0), frees_seat=False, was_waitlisted=True)
+    late = today > deadline
+    return Withdrawal(
+        late=late, charge_percent=late_percent if late else Decimal(0), frees_seat=True, was_waitlisted=False
+    )
+
+
+def complete(status: str, outcome: Outcome, late_percent: Decimal) -> Decimal:
+    """A result can be recorded for a confirmed enrolment; returns the share now chargeable."""
+    if status != Status.CONFIRMED:
+        raise Conflict(f"A result can be recorded only for a confirmed enrolment; this one is {status}.")
+    return late_percent if outcome == Outcome.INTERRUPTED else FULL
+
+
+def cancellable(status: str) -> bool:
+    """The provider cancelled the offering: every active enrolment is cancelled."""
+    return status in ACTIVE

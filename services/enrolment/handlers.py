@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -12,20 +13,24 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.enrolment import domain, views
 from services.enrolment.domain import Status
-from services.enrolment.tables import enrolments, institutions, offerings, outbox, students
+from services.enrolment.tables import enrolments, institutions, offering_tombstones, offerings, outbox, students
 from shared.bus import stage
 from shared.db import upsert_if_newer
 from shared.errors import Invalid, NotFound
 from shared.events import (
     CommitmentAccepted,
     CommitmentRejected,
+    EnrolmentCancelled,
+    EnrolmentCompleted,
     EnrolmentConfirmed,
     EnrolmentRejected,
     EnrolmentRequested,
     EnrolmentWaitlisted,
+    EnrolmentWithdrawn,
     Envelope,
     EventData,
     InstitutionRegistered,
+    OfferingCancelled,
     OfferingPublished,
     new_event,
 )
@@ -38,6 +43,20 @@ class Student:
     learner_id: str
     name: str
     email: str
+
+
+@dataclass(frozen=True)
+class Withdraw:
+    enrolment_id: str
+    by: str = "student"
+
+
+@dataclass(frozen=True)
+class RecordResult:
+    enrolment_id: str
+    outcome: domain.Outcome
+    grade: str | None = None
+    credits: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -116,7 +135,11 @@ async def _hold_seat(conn: AsyncConnection, offering_id: str) -> bool:
     """Race-free on both databases: the row lock / single writer serialises this conditional update."""
     held = await conn.execute(
         offerings.update()
-        .where(offerings.c.id == offering_id, offerings.c.held < offerings.c.max_participants)
+        .where(
+            offerings.c.id == offering_id,
+            offerings.c.status == "published",
+            offerings.c.held < offerings.c.max_participants,
+        )
         .values(held=offerings.c.held + 1)
     )
     return held.rowcount == 1
@@ -264,10 +287,17 @@ async def on_offering(conn: AsyncConnection, event: Envelope) -> None:
         "enrolment_closes": data.enrolment_closes,
         "free_cancellation_deadline": data.free_cancellation_deadline,
         "max_participants": data.max_participants,
+        "credits": data.credits,
+        "late_withdrawal_percent": str(data.late_withdrawal_percent),
         "member_price": data.member_price,
         "external_price": data.external_price,
         "status": event.data.get("status", "published"),
     }
+    tombstone = (
+        await conn.execute(sa.select(offering_tombstones.c.version).where(offering_tombstones.c.id == data.offering_id))
+    ).first()
+    if tombstone is not None and tombstone.version >= event.sequence:
+        return
     await upsert_if_newer(conn, offerings, {"id": data.offering_id}, event.sequence, values)
     await promote_waitlisted(conn, data.offering_id, event.correlationid)
 
@@ -304,3 +334,95 @@ async def on_commitment_rejected(conn: AsyncConnection, event: Envelope) -> None
     _row, facts = await _facts(conn, data.enrolment_id)
     await _emit(conn, EnrolmentRejected(**facts, reason=data.reason), data.enrolment_id, version, event.correlationid)
     await promote_waitlisted(conn, row.offering_id, event.correlationid)
+
+
+async def _enrolment_and_offering(conn: AsyncConnection, enrolment_id: str) -> Any:
+    row = (
+        await conn.execute(
+            sa.select(
+                enrolments.c.status,
+                enrolments.c.offering_id,
+                offerings.c.free_cancellation_deadline,
+                offerings.c.late_withdrawal_percent,
+                offerings.c.credits,
+            )
+            .select_from(enrolments.join(offerings, offerings.c.id == enrolments.c.offering_id))
+            .where(enrolments.c.id == enrolment_id)
+            .with_for_update(of=enrolments)
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"Enrolment {enrolment_id!r} does not exist.")
+    return row
+
+
+async def withdraw(
+    conn: AsyncConnection, cmd: Withdraw, correlation_id: str, today: date | None = None
+) -> dict[str, Any]:
+    """Withdraw from an offering: free before the deadline, charged after; a freed seat goes to the waitlist."""
+    row = await _enrolment_and_offering(conn, cmd.enrolment_id)
+    decision = domain.withdraw(
+        row.status, row.free_cancellation_deadline, today or date.today(), Decimal(row.late_withdrawal_percent)
+    )
+    version = await _transition(
+        conn, cmd.enrolment_id, Status.WITHDRAWN, release_seat=True, waitlist_seq=None, withdrawn_by=cmd.by
+    )
+    if decision.frees_seat:
+        await _release_seat(conn, row.offering_id)
+    _row, facts = await _facts(conn, cmd.enrolment_id)
+    event = EnrolmentWithdrawn(
+        **facts, late=decision.late, charge_percent=decision.charge_percent, was_waitlisted=decision.was_waitlisted
+    )
+    await _emit(conn, event, cmd.enrolment_id, version, correlation_id)
+    if decision.frees_seat:
+        await promote_waitlisted(conn, row.offering_id, correlation_id)
+    return await views.get_enrolment(conn, cmd.enrolment_id)
+
+
+async def record_result(conn: AsyncConnection, cmd: RecordResult, correlation_id: str) -> dict[str, Any]:
+    """The provider records passed / failed / interrupted; the commitment becomes chargeable."""
+    row = await _enrolment_and_offering(conn, cmd.enrolment_id)
+    charge = domain.complete(row.status, cmd.outcome, Decimal(row.late_withdrawal_percent))
+    credits = (
+        cmd.credits
+        if cmd.credits is not None
+        else (Decimal(row.credits) if cmd.outcome == domain.Outcome.PASSED else Decimal(0))
+    )
+    version = await _transition(
+        conn, cmd.enrolment_id, Status(cmd.outcome.value), grade=cmd.grade, credits_earned=str(credits)
+    )
+    _row, facts = await _facts(conn, cmd.enrolment_id)
+    event = EnrolmentCompleted(
+        **facts, outcome=cmd.outcome.value, grade=cmd.grade, credits_earned=str(credits), charge_percent=charge
+    )
+    await _emit(conn, event, cmd.enrolment_id, version, correlation_id)
+    return await views.get_enrolment(conn, cmd.enrolment_id)
+
+
+async def on_offering_cancelled(conn: AsyncConnection, event: Envelope) -> None:
+    """The provider cancelled the offering: cancel every active enrolment, tell each home institution."""
+    data = OfferingCancelled.model_validate(event.data)
+    await conn.execute(
+        offerings.update()
+        .where(offerings.c.id == data.offering_id, offerings.c.version < event.sequence)
+        .values(status="cancelled", version=event.sequence, held=0)
+    )
+    exists = (await conn.execute(sa.select(offerings.c.id).where(offerings.c.id == data.offering_id))).first()
+    if exists is None:
+        await upsert_if_newer(conn, offering_tombstones, {"id": data.offering_id}, event.sequence, {})
+        return
+    active = (
+        (
+            await conn.execute(
+                sa.select(enrolments.c.id)
+                .where(enrolments.c.offering_id == data.offering_id, enrolments.c.status.in_(domain.ACTIVE))
+                .order_by(enrolments.c.created_at, enrolments.c.id)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    for enrolment_id in active:
+        version = await _transition(conn, enrolment_id, Status.CANCELLED, release_seat=True, waitlist_seq=None)
+        _row, facts = await _facts(conn, enrolment_id)
+        await _emit(conn, EnrolmentCancelled(**facts, reason=data.reason), enrolment_id, version, event.correlationid)

@@ -30,13 +30,26 @@ offerings = sa.Table(
     sa.Column("enrolment_closes", sa.Date, nullable=False),
     sa.Column("free_cancellation_deadline", sa.Date, nullable=False),
     sa.Column("max_participants", sa.Integer, nullable=False),
+    sa.Column("credits", sa.String(10), nullable=False, server_default="0"),
+    sa.Column("late_withdrawal_percent", sa.String(10), nullable=False, server_default="100"),
     sa.Column("member_price", Cents, nullable=False),
     sa.Column("external_price", Cents, nullable=False),
     sa.Column("status", sa.String(20), nullable=False),
     sa.Column("held", sa.Integer, nullable=False, server_default="0"),
     sa.Column("waitlist_seq", sa.Integer, nullable=False, server_default="0"),
     sa.Column("version", sa.Integer, nullable=False),
-    sa.CheckConstraint("held >= 0 AND held <= max_participants", name="ck_offerings_seats"),
+    # Not `held <= max_participants`: a provider may lower the maximum below the seats already held;
+    # nobody loses a seat, new requests just wait until enough are released.
+    sa.CheckConstraint("held >= 0", name="ck_offerings_held"),
+)
+
+# Offerings cancelled before this service saw them published (a cancelled draft, or events out of order):
+# a later, older `offering.published` must not bring them back.
+offering_tombstones = sa.Table(
+    "offering_tombstones",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
 )
 
 students = sa.Table(
@@ -61,6 +74,9 @@ enrolments = sa.Table(
     sa.Column("holds_seat", sa.Boolean, nullable=False),
     sa.Column("waitlist_seq", sa.Integer, nullable=True),
     sa.Column("commitment_id", sa.String(36), nullable=True),
+    sa.Column("withdrawn_by", sa.String(100), nullable=True),
+    sa.Column("grade", sa.String(20), nullable=True),
+    sa.Column("credits_earned", sa.String(10), nullable=True),
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),

@@ -41,6 +41,8 @@ def _as_dict(row: sa.Row[Any], position: int | None) -> dict[str, Any]:
         "student_ref": row.student_id,
         "student": {"learner_id": row.learner_id, "name": row.name, "email": row.email},
         "commitment_id": row.commitment_id,
+        "grade": row.grade,
+        "credits_earned": row.credits_earned,
         "created_at": row.created_at,
         "updated_at": row.updated_at,
     }
