@@ -31,3 +31,7 @@ lint: venv      ## ruff + mypy
 
 clean: stop
 	rm -rf var
+
+bench: venv     ## the floor and the system under load, SQLite and PostgreSQL; prints a table, writes JSON
+	bash scripts/bootstrap.sh all
+	$(PY) -m bench.run

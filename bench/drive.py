@@ -1,0 +1,76 @@
+"""A cheap keep-alive HTTP/1.1 load driver on raw asyncio streams (httpx would eat the CPU we measure).
+
+`drive(...)` sends one POST per body over `concurrency` connections, flat out (rate 0) or open loop
+(request i at t0 + i / rate), and returns per-request send times, latencies, statuses and bodies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Result:
+    sent_at: list[float] = field(default_factory=list)  # wall clock, per request index
+    latency_ms: list[float] = field(default_factory=list)
+    status: list[int] = field(default_factory=list)
+    body: list[bytes] = field(default_factory=list)
+    wall_s: float = 0.0
+
+
+async def drive(
+    port: int,
+    path: str,
+    bodies: list[bytes],
+    *,
+    concurrency: int = 32,
+    rate: float = 0.0,
+    headers: Callable[[int], dict[str, str]] | None = None,
+) -> Result:
+    n = len(bodies)
+    result = Result([0.0] * n, [0.0] * n, [0] * n, [b""] * n)
+    counter = iter(range(n))
+    start = time.perf_counter()
+
+    async def connection() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            for i in counter:
+                if rate:
+                    delay = start + i / rate - time.perf_counter()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                extra = "".join(f"{k}: {v}\r\n" for k, v in (headers(i) if headers else {}).items())
+                body = bodies[i]
+                request = (
+                    f"POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+                    f"{extra}Content-Length: {len(body)}\r\n\r\n"
+                ).encode() + body
+                result.sent_at[i] = time.time()
+                sent = time.perf_counter()
+                writer.write(request)
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                result.body[i] = await reader.readexactly(length)
+                result.latency_ms[i] = (time.perf_counter() - sent) * 1000
+                result.status[i] = int(head[9:12])
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(connection() for _ in range(concurrency)))
+    result.wall_s = time.perf_counter() - start
+    return result
+
+
+def pct(values: list[float], p: float) -> float:
+    """Nearest-rank percentile; 0 for no values."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, max(0, int(round(p / 100 * len(ordered) + 0.5)) - 1))], 1)

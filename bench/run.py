@@ -1,0 +1,207 @@
+"""`make bench`: the bare floor and the real system under the same load, on SQLite and PostgreSQL.
+
+    python -m bench.run [--db sqlite,postgres] [--n 3000] [--concurrency 32] [--rates 100,200]
+                        [--rate-seconds 15] [--floor PATH] [--out bench-results] [--smoke]
+
+For each database kind: ../shared/bench-floor/run.sh (flat out, then at 200/s) with this venv's Python;
+then a private Tarjotin (as `make run` starts it) driven through its gateway with POST /api/enrolments,
+flat out and at fixed rates. An enrolment is complete when the reporting service has recorded its
+`enrolment.confirmed` (request accepted → commitment accepted → enrolment confirmed → report updated);
+times come from the services' own databases (reporting inbox, enrolment rows). Prints a table and
+writes the whole result as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench.drive import drive, pct
+from bench.system import ROOT, BenchSystem, cpu_seconds, rss_mb
+
+CONFIRMED = "fi.tarjotin.enrolment.confirmed.v1"
+
+
+def run_floor(floor: Path, db: str, n: int, concurrency: int, rate: float) -> dict[str, Any]:
+    env = {**os.environ, "PYTHON": sys.executable}
+    args = ["bash", str(floor / "run.sh"), "--db", db, "--n", str(n), "--concurrency", str(concurrency),
+            "--rate", str(rate), "--port", str(_free_port())]
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900)
+    line = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else '{"ok": false, "error": "no output"}'
+    result: dict[str, Any] = json.loads(line)
+    if not result.get("ok"):
+        print(f"floor run failed: {result.get('error')}\n{done.stderr[-2000:]}", file=sys.stderr)
+    return result
+
+
+def _free_port() -> int:
+    from bench.system import free_port
+
+    return free_port()
+
+
+async def measure_system(system: BenchSystem, home: str, offerings: list[str], n: int, concurrency: int,
+                         rate: float, tag: str) -> dict[str, Any]:
+    bodies = [
+        orjson.dumps({"offering_id": offerings[i % len(offerings)], "home_institution_id": home,
+                      "student": {"learner_id": f"{tag}-{i}", "name": f"Bench {i}", "email": f"b{i}@example.fi"}})
+        for i in range(n)
+    ]
+    pids = system.pids()
+    cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    started = time.time()
+    result = await drive(system.gateway_port, "/api/enrolments", bodies, concurrency=concurrency, rate=rate,
+                         headers=lambda i: {"Idempotency-Key": f"{tag}-{i}"})
+    ok = [i for i, status in enumerate(result.status) if status == 201]
+    sent_by_id = {orjson.loads(result.body[i])["id"]: result.sent_at[i] for i in ok}
+    done_at = await wait_for_reports(system, set(sent_by_id), timeout=max(120.0, n / 20))
+    confirmed_at = await confirmed_times(system, set(sent_by_id))
+    elapsed = time.time() - started
+    cpu = {name: round(cpu_seconds(pid) - cpu_before.get(name, 0.0), 2) for name, pid in pids.items()}
+    lags = [(done_at[e] - sent_by_id[e]) * 1000 for e in done_at]
+    to_confirmed = [(confirmed_at[e] - sent_by_id[e]) * 1000 for e in confirmed_at]
+    first, last = min(sent_by_id.values(), default=0.0), max(done_at.values(), default=0.0)
+    return {
+        "rate": rate,
+        "n": n,
+        "accepted": len(ok),
+        "completed": len(done_at),
+        "status": {str(s): result.status.count(s) for s in sorted(set(result.status))},
+        "e2e_per_s": round(len(done_at) / (last - first), 1) if last > first else 0.0,
+        "http_rps": round(n / result.wall_s, 1),
+        "http_p50_ms": pct(result.latency_ms, 50),
+        "http_p99_ms": pct(result.latency_ms, 99),
+        "lag_p50_ms": pct(lags, 50),
+        "lag_p95_ms": pct(lags, 95),
+        "lag_p99_ms": pct(lags, 99),
+        "confirmed_p50_ms": pct(to_confirmed, 50),
+        "confirmed_p99_ms": pct(to_confirmed, 99),
+        "cpu_s": cpu,
+        "cpu_per_enrolment_ms": round(sum(cpu.values()) / max(1, len(done_at)) * 1000, 2),
+        "rss_mb": {name: rss_mb(pid) for name, pid in pids.items()},
+        "wall_s": round(elapsed, 1),
+    }
+
+
+async def wait_for_reports(system: BenchSystem, ids: set[str], timeout: float) -> dict[str, float]:
+    """When reporting recorded each enrolment's confirmation (its inbox time)."""
+    deadline = time.time() + timeout
+    found: dict[str, float] = {}
+    while True:
+        rows = await system.query(
+            "reporting",
+            "SELECT s.subject, i.processed_at FROM event_store s JOIN inbox i ON i.event_id = s.event_id "
+            f"WHERE s.type = '{CONFIRMED}'",
+        )
+        found = {subject: at for subject, at in rows if subject in ids}
+        if len(found) >= len(ids) or time.time() > deadline:
+            return found
+        await asyncio.sleep(0.5)
+
+
+async def confirmed_times(system: BenchSystem, ids: set[str]) -> dict[str, float]:
+    rows = await system.query("enrolment", "SELECT id, updated_at FROM enrolments WHERE status = 'confirmed'")
+    times = {}
+    for enrolment_id, updated in rows:
+        if enrolment_id in ids:
+            moment = updated if isinstance(updated, datetime) else datetime.fromisoformat(str(updated))
+            times[enrolment_id] = moment.timestamp() if moment.tzinfo else moment.replace(
+                tzinfo=__import__("datetime").UTC).timestamp()
+    return times
+
+
+async def bench_db(db: str, args: argparse.Namespace) -> dict[str, Any]:
+    floor_dir = Path(args.floor)
+    report: dict[str, Any] = {"db": db}
+    print(f"[{db}] floor, flat out (n={args.n}, c={args.concurrency})", file=sys.stderr)
+    report["floor"] = run_floor(floor_dir, db, args.n, args.concurrency, 0)
+    floor_rate_n = max(50, int(200 * args.rate_seconds))
+    print(f"[{db}] floor, 200/s (n={floor_rate_n})", file=sys.stderr)
+    report["floor_200"] = run_floor(floor_dir, db, floor_rate_n, args.concurrency, 200)
+
+    with tempfile.TemporaryDirectory(prefix="tarjotin-bench-") as tmp:
+        system = BenchSystem(Path(tmp), db)
+        print(f"[{db}] starting the system", file=sys.stderr)
+        system.up()
+        try:
+            total = args.n + sum(int(r * args.rate_seconds) for r in args.rates)
+            offering_count = max(1, -(-total // 9000))
+            home, offerings = await system.seed(offering_count, seats=10000)
+            await asyncio.sleep(1.0)  # let the offerings reach enrolment
+            await measure_system(system, home, offerings, min(50, args.n), 8, 0, "warm")
+            print(f"[{db}] system, flat out", file=sys.stderr)
+            report["system"] = await measure_system(system, home, offerings, args.n, args.concurrency, 0, "flat")
+            report["system_rates"] = []
+            for rate in args.rates:
+                print(f"[{db}] system, {rate}/s", file=sys.stderr)
+                report["system_rates"].append(
+                    await measure_system(system, home, offerings, int(rate * args.rate_seconds), args.concurrency,
+                                         rate, f"r{int(rate)}")
+                )
+        finally:
+            system.down()
+    floor_rate = report["floor"].get("e2e_per_s") or 0
+    report["ratio_to_floor"] = round(report["system"]["e2e_per_s"] / floor_rate, 2) if floor_rate else None
+    return report
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    lines = [f"{'db':9} {'run':14} {'e2e/s':>8} {'ratio':>6} {'lag p50':>8} {'p95':>8} {'p99':>8} "
+             f"{'→confirmed p99':>15} {'http p99':>9} {'cpu ms/enr':>10}"]
+    for r in results:
+        floor, system = r["floor"], r["system"]
+        lines.append(f"{r['db']:9} {'floor flat':14} {floor.get('e2e_per_s', 0):>8} {'':>6} "
+                     f"{floor.get('lag_p50_ms', 0):>8} {floor.get('lag_p95_ms', 0):>8} {floor.get('lag_p99_ms', 0):>8}")
+        f200 = r["floor_200"]
+        lines.append(f"{r['db']:9} {'floor 200/s':14} {f200.get('e2e_per_s', 0):>8} {'':>6} "
+                     f"{f200.get('lag_p50_ms', 0):>8} {f200.get('lag_p95_ms', 0):>8} {f200.get('lag_p99_ms', 0):>8}")
+        for label, run in [("system flat", system)] + [(f"system {int(x['rate'])}/s", x) for x in r["system_rates"]]:
+            ratio = r["ratio_to_floor"] if run is system else ""
+            lines.append(f"{r['db']:9} {label:14} {run['e2e_per_s']:>8} {ratio!s:>6} {run['lag_p50_ms']:>8} "
+                         f"{run['lag_p95_ms']:>8} {run['lag_p99_ms']:>8} {run['confirmed_p99_ms']:>15} "
+                         f"{run['http_p99_ms']:>9} {run['cpu_per_enrolment_ms']:>10}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", default="sqlite,postgres")
+    parser.add_argument("--n", type=int, default=3000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--rates", default="100,200")
+    parser.add_argument("--rate-seconds", type=float, default=15.0)
+    parser.add_argument("--floor", default=str(ROOT.parent / "shared" / "bench-floor"))
+    parser.add_argument("--out", default=str(ROOT / "bench-results"))
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, to prove the harness works")
+    args = parser.parse_args(argv)
+    args.rates = [float(r) for r in args.rates.split(",") if r]
+    if args.smoke:
+        args.n, args.rate_seconds, args.rates = 60, 0.5, [100.0]
+    if not (Path(args.floor) / "run.sh").exists():
+        print(f"bench-floor not found at {args.floor} (expected ../shared/bench-floor beside the checkout)",
+              file=sys.stderr)
+        return 2
+    results = [asyncio.run(bench_db(db, args)) for db in args.db.split(",") if db]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"bench-{datetime.now().strftime('%Y%m%dT%H%M%S')}.json"
+    path.write_text(json.dumps({"args": {k: v for k, v in vars(args).items()}, "results": results}, indent=2))
+    print(table(results))
+    print(f"\nwritten: {path}")
+    complete = all(r["system"]["completed"] == r["system"]["accepted"] == r["system"]["n"] for r in results)
+    return 0 if complete else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,152 @@
+"""Start a private Tarjotin on free ports (as `make run` does), seed it, read its databases, watch its processes."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import uuid
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVICES = ("catalogue", "enrolment", "billing", "reporting")
+PG_URL = os.environ.get("TARJOTIN_PG_URL", "postgresql://postgres@127.0.0.1:5432")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class BenchSystem:
+    def __init__(self, workdir: Path, db: str) -> None:
+        tag = uuid.uuid4().hex[:8]
+        self.db, self.workdir, self.pg_prefix = db, workdir, f"bench_{tag}"
+        self.gateway_port = free_port()
+        base = 20000 + (os.getpid() * 7 + int(tag, 16)) % 30000
+        self.env = {
+            **os.environ,
+            "TARJOTIN_RUN_DIR": str(workdir / "run"),
+            "TARJOTIN_DATA_DIR": str(workdir / "data"),
+            "TARJOTIN_GATEWAY_PORT": str(self.gateway_port),
+            "TARJOTIN_PORT_BASE": str(base),
+            "TARJOTIN_DB": db,
+            "TARJOTIN_PG_URL": PG_URL,
+            "TARJOTIN_PG_DB_PREFIX": self.pg_prefix,
+            "TARJOTIN_EXCHANGE": f"bench.{tag}.events",
+            "TARJOTIN_QUEUE_PREFIX": f"bench.{tag}",
+            "TARJOTIN_DEMO": "0",
+            "TARJOTIN_LOG_LEVEL": "WARNING",
+        }
+        self.url = f"http://127.0.0.1:{self.gateway_port}"
+
+    def script(self, *args: str) -> None:
+        subprocess.run(["bash", str(ROOT / "scripts" / "tarjotin.sh"), *args], env=self.env, cwd=ROOT, check=True,
+                       capture_output=True, timeout=600)
+
+    def up(self) -> None:
+        self.script("up")
+
+    def down(self) -> None:
+        self.script("down")
+        subprocess.run(
+            [str(ROOT / ".venv" / "bin" / "python"), "-c", _CLEANUP, self.env["TARJOTIN_QUEUE_PREFIX"],
+             self.env["TARJOTIN_EXCHANGE"], self.pg_prefix if self.db == "postgres" else ""],
+            env=self.env, cwd=ROOT, check=False, capture_output=True, timeout=120,
+        )
+
+    def database_url(self, service: str) -> str:
+        if self.db == "postgres":
+            return f"{PG_URL.replace('postgresql:', 'postgresql+asyncpg:')}/{self.pg_prefix}_{service}"
+        return f"sqlite+aiosqlite:///{self.workdir / 'data' / service}.db"
+
+    def pids(self) -> dict[str, int]:
+        found = {}
+        for pidfile in (self.workdir / "run" / "pids").glob("*.pid"):
+            found[pidfile.stem] = int(pidfile.read_text().strip())
+        return found
+
+    async def seed(self, offerings: int, seats: int) -> tuple[str, list[str]]:
+        """A provider, a member home institution in automatic mode, and published offerings; returns ids."""
+        today = date.today()
+        async with httpx.AsyncClient(base_url=self.url, timeout=30) as client:
+            for slug, member in (("bench-provider", True), ("bench-home", True)):
+                response = await client.post("/api/catalogue/institutions", json={
+                    "id": slug, "names": {"fi": slug}, "kind": "vocational", "member": member, "region": "Kainuu"})
+                response.raise_for_status()
+            ids = []
+            for i in range(offerings):
+                course = await client.post("/api/catalogue/courses", json={
+                    "provider_id": "bench-provider", "code": f"B{i}", "titles": {"fi": f"Kurssi {i}"},
+                    "subject": "mathematics", "level": "upper_secondary", "credits": "2.0", "languages": ["fi"],
+                    "delivery_mode": "online_self_paced"})
+                course.raise_for_status()
+                offering = await client.post("/api/catalogue/offerings", json={
+                    "course_id": course.json()["id"], "start_date": str(today + timedelta(days=30)),
+                    "end_date": str(today + timedelta(days=90)), "enrolment_opens": str(today - timedelta(days=1)),
+                    "enrolment_closes": str(today + timedelta(days=20)), "max_participants": seats})
+                offering.raise_for_status()
+                (await client.post(f"/api/catalogue/offerings/{offering.json()['id']}/publish")).raise_for_status()
+                ids.append(offering.json()["id"])
+            return "bench-home", ids
+
+    async def query(self, service: str, sql: str) -> list[Any]:
+        engine = create_async_engine(self.database_url(service))
+        try:
+            async with engine.connect() as conn:
+                return list((await conn.execute(sa.text(sql))).all())
+        finally:
+            await engine.dispose()
+
+
+def cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return 0.0
+
+
+_CLEANUP = """
+import asyncio, sys, aio_pika, asyncpg, os
+prefix, exchange, pg = sys.argv[1], sys.argv[2], sys.argv[3]
+async def main():
+    conn = await aio_pika.connect(os.environ.get("TARJOTIN_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"))
+    async with conn:
+        for svc in ("catalogue", "enrolment", "billing", "reporting"):
+            for q in (f"{prefix}.{svc}", f"{prefix}.{svc}.dead", *(f"{prefix}.{svc}.retry.{d}ms" for d in (1000, 10000, 60000))):
+                ch = await conn.channel()
+                try:
+                    await ch.queue_delete(q)
+                except Exception:
+                    pass
+        ch = await conn.channel()
+        try:
+            await ch.exchange_delete(exchange)
+        except Exception:
+            pass
+    if pg:
+        admin = await asyncpg.connect(os.environ.get("TARJOTIN_PG_URL", "postgresql://postgres@127.0.0.1:5432") + "/postgres")
+        for svc in ("catalogue", "enrolment", "billing", "reporting"):
+            await admin.execute(f'DROP DATABASE IF EXISTS "{pg}_{svc}" WITH (FORCE)')
+        await admin.close()
+asyncio.run(main())
+"""
