@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +35,20 @@ CONFIRMED = "fi.tarjotin.enrolment.confirmed.v1"
 
 def run_floor(floor: Path, db: str, n: int, concurrency: int, rate: float) -> dict[str, Any]:
     env = {**os.environ, "PYTHON": sys.executable}
-    args = ["bash", str(floor / "run.sh"), "--db", db, "--n", str(n), "--concurrency", str(concurrency),
-            "--rate", str(rate), "--port", str(_free_port())]
+    args = [
+        "bash",
+        str(floor / "run.sh"),
+        "--db",
+        db,
+        "--n",
+        str(n),
+        "--concurrency",
+        str(concurrency),
+        "--rate",
+        str(rate),
+        "--port",
+        str(_free_port()),
+    ]
     done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900)
     line = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else '{"ok": false, "error": "no output"}'
     result: dict[str, Any] = json.loads(line)
@@ -51,21 +63,33 @@ def _free_port() -> int:
     return free_port()
 
 
-async def measure_system(system: BenchSystem, home: str, offerings: list[str], n: int, concurrency: int,
-                         rate: float, tag: str) -> dict[str, Any]:
+async def measure_system(
+    system: BenchSystem, home: str, offerings: list[str], n: int, concurrency: int, rate: float, tag: str
+) -> dict[str, Any]:
     bodies = [
-        orjson.dumps({"offering_id": offerings[i % len(offerings)], "home_institution_id": home,
-                      "student": {"learner_id": f"{tag}-{i}", "name": f"Bench {i}", "email": f"b{i}@example.fi"}})
+        orjson.dumps(
+            {
+                "offering_id": offerings[i % len(offerings)],
+                "home_institution_id": home,
+                "student": {"learner_id": f"{tag}-{i}", "name": f"Bench {i}", "email": f"b{i}@example.fi"},
+            }
+        )
         for i in range(n)
     ]
     pids = system.pids()
     cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     started = time.time()
-    result = await drive(system.gateway_port, "/api/enrolments", bodies, concurrency=concurrency, rate=rate,
-                         headers=lambda i: {"Idempotency-Key": f"{tag}-{i}"})
+    result = await drive(
+        system.gateway_port,
+        "/api/enrolments",
+        bodies,
+        concurrency=concurrency,
+        rate=rate,
+        headers=lambda i: {"Idempotency-Key": f"{tag}-{i}"},
+    )
     ok = [i for i, status in enumerate(result.status) if status == 201]
     sent_by_id = {orjson.loads(result.body[i])["id"]: result.sent_at[i] for i in ok}
-    done_at = await wait_for_reports(system, set(sent_by_id), timeout=max(120.0, n / 20))
+    done_at = await wait_for_reports(system, set(sent_by_id), within_s=max(120.0, n / 20))
     confirmed_at = await confirmed_times(system, set(sent_by_id))
     elapsed = time.time() - started
     cpu = {name: round(cpu_seconds(pid) - cpu_before.get(name, 0.0), 2) for name, pid in pids.items()}
@@ -94,9 +118,9 @@ async def measure_system(system: BenchSystem, home: str, offerings: list[str], n
     }
 
 
-async def wait_for_reports(system: BenchSystem, ids: set[str], timeout: float) -> dict[str, float]:
+async def wait_for_reports(system: BenchSystem, ids: set[str], within_s: float) -> dict[str, float]:
     """When reporting recorded each enrolment's confirmation (its inbox time)."""
-    deadline = time.time() + timeout
+    deadline = time.time() + within_s
     found: dict[str, float] = {}
     while True:
         rows = await system.query(
@@ -116,8 +140,7 @@ async def confirmed_times(system: BenchSystem, ids: set[str]) -> dict[str, float
     for enrolment_id, updated in rows:
         if enrolment_id in ids:
             moment = updated if isinstance(updated, datetime) else datetime.fromisoformat(str(updated))
-            times[enrolment_id] = moment.timestamp() if moment.tzinfo else moment.replace(
-                tzinfo=__import__("datetime").UTC).timestamp()
+            times[enrolment_id] = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
     return times
 
 
@@ -146,31 +169,40 @@ async def bench_db(db: str, args: argparse.Namespace) -> dict[str, Any]:
             for rate in args.rates:
                 print(f"[{db}] system, {rate}/s", file=sys.stderr)
                 report["system_rates"].append(
-                    await measure_system(system, home, offerings, int(rate * args.rate_seconds), args.concurrency,
-                                         rate, f"r{int(rate)}")
+                    await measure_system(
+                        system, home, offerings, int(rate * args.rate_seconds), args.concurrency, rate, f"r{int(rate)}"
+                    )
                 )
         finally:
-            system.down()
+            await system.down()
     floor_rate = report["floor"].get("e2e_per_s") or 0
     report["ratio_to_floor"] = round(report["system"]["e2e_per_s"] / floor_rate, 2) if floor_rate else None
     return report
 
 
 def table(results: list[dict[str, Any]]) -> str:
-    lines = [f"{'db':9} {'run':14} {'e2e/s':>8} {'ratio':>6} {'lag p50':>8} {'p95':>8} {'p99':>8} "
-             f"{'→confirmed p99':>15} {'http p99':>9} {'cpu ms/enr':>10}"]
+    lines = [
+        f"{'db':9} {'run':14} {'e2e/s':>8} {'ratio':>6} {'lag p50':>8} {'p95':>8} {'p99':>8} "
+        f"{'→confirmed p99':>15} {'http p99':>9} {'cpu ms/enr':>10}"
+    ]
     for r in results:
         floor, system = r["floor"], r["system"]
-        lines.append(f"{r['db']:9} {'floor flat':14} {floor.get('e2e_per_s', 0):>8} {'':>6} "
-                     f"{floor.get('lag_p50_ms', 0):>8} {floor.get('lag_p95_ms', 0):>8} {floor.get('lag_p99_ms', 0):>8}")
+        lines.append(
+            f"{r['db']:9} {'floor flat':14} {floor.get('e2e_per_s', 0):>8} {'':>6} "
+            f"{floor.get('lag_p50_ms', 0):>8} {floor.get('lag_p95_ms', 0):>8} {floor.get('lag_p99_ms', 0):>8}"
+        )
         f200 = r["floor_200"]
-        lines.append(f"{r['db']:9} {'floor 200/s':14} {f200.get('e2e_per_s', 0):>8} {'':>6} "
-                     f"{f200.get('lag_p50_ms', 0):>8} {f200.get('lag_p95_ms', 0):>8} {f200.get('lag_p99_ms', 0):>8}")
+        lines.append(
+            f"{r['db']:9} {'floor 200/s':14} {f200.get('e2e_per_s', 0):>8} {'':>6} "
+            f"{f200.get('lag_p50_ms', 0):>8} {f200.get('lag_p95_ms', 0):>8} {f200.get('lag_p99_ms', 0):>8}"
+        )
         for label, run in [("system flat", system)] + [(f"system {int(x['rate'])}/s", x) for x in r["system_rates"]]:
             ratio = r["ratio_to_floor"] if run is system else ""
-            lines.append(f"{r['db']:9} {label:14} {run['e2e_per_s']:>8} {ratio!s:>6} {run['lag_p50_ms']:>8} "
-                         f"{run['lag_p95_ms']:>8} {run['lag_p99_ms']:>8} {run['confirmed_p99_ms']:>15} "
-                         f"{run['http_p99_ms']:>9} {run['cpu_per_enrolment_ms']:>10}")
+            lines.append(
+                f"{r['db']:9} {label:14} {run['e2e_per_s']:>8} {ratio!s:>6} {run['lag_p50_ms']:>8} "
+                f"{run['lag_p95_ms']:>8} {run['lag_p99_ms']:>8} {run['confirmed_p99_ms']:>15} "
+                f"{run['http_p99_ms']:>9} {run['cpu_per_enrolment_ms']:>10}"
+            )
     return "\n".join(lines)
 
 
@@ -189,8 +221,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         args.n, args.rate_seconds, args.rates = 60, 0.5, [100.0]
     if not (Path(args.floor) / "run.sh").exists():
-        print(f"bench-floor not found at {args.floor} (expected ../shared/bench-floor beside the checkout)",
-              file=sys.stderr)
+        print(
+            f"bench-floor not found at {args.floor} (expected ../shared/bench-floor beside the checkout)",
+            file=sys.stderr,
+        )
         return 2
     results = [asyncio.run(bench_db(db, args)) for db in args.db.split(",") if db]
     out = Path(args.out)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -10,9 +11,13 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+import aio_pika
+import asyncpg
 import httpx
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
+
+from shared.bus import QueueNames
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICES = ("catalogue", "enrolment", "billing", "reporting")
@@ -49,19 +54,40 @@ class BenchSystem:
         self.url = f"http://127.0.0.1:{self.gateway_port}"
 
     def script(self, *args: str) -> None:
-        subprocess.run(["bash", str(ROOT / "scripts" / "tarjotin.sh"), *args], env=self.env, cwd=ROOT, check=True,
-                       capture_output=True, timeout=600)
+        subprocess.run(
+            ["bash", str(ROOT / "scripts" / "tarjotin.sh"), *args],
+            env=self.env,
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            timeout=600,
+        )
 
     def up(self) -> None:
         self.script("up")
 
-    def down(self) -> None:
+    async def down(self) -> None:
+        """Stop the processes, then drop the queues, exchange and databases this run made."""
         self.script("down")
-        subprocess.run(
-            [str(ROOT / ".venv" / "bin" / "python"), "-c", _CLEANUP, self.env["TARJOTIN_QUEUE_PREFIX"],
-             self.env["TARJOTIN_EXCHANGE"], self.pg_prefix if self.db == "postgres" else ""],
-            env=self.env, cwd=ROOT, check=False, capture_output=True, timeout=120,
-        )
+        prefix = self.env["TARJOTIN_QUEUE_PREFIX"]
+        connection = await aio_pika.connect(os.environ.get("TARJOTIN_AMQP_URL", "amqp://guest:guest@127.0.0.1/"))
+        async with connection:
+            for service in SERVICES:
+                names = QueueNames(f"{prefix}.{service}")
+                for queue in (names.main, names.dead, *(names.retry(d) for d in (1000, 10000, 60000))):
+                    channel = await connection.channel()
+                    with contextlib.suppress(Exception):
+                        await channel.queue_delete(queue)
+            channel = await connection.channel()
+            with contextlib.suppress(Exception):
+                await channel.exchange_delete(self.env["TARJOTIN_EXCHANGE"])
+        if self.db == "postgres":
+            admin = await asyncpg.connect(f"{PG_URL}/postgres")
+            try:
+                for service in SERVICES:
+                    await admin.execute(f'DROP DATABASE IF EXISTS "{self.pg_prefix}_{service}" WITH (FORCE)')
+            finally:
+                await admin.close()
 
     def database_url(self, service: str) -> str:
         if self.db == "postgres":
@@ -79,20 +105,44 @@ class BenchSystem:
         today = date.today()
         async with httpx.AsyncClient(base_url=self.url, timeout=30) as client:
             for slug, member in (("bench-provider", True), ("bench-home", True)):
-                response = await client.post("/api/catalogue/institutions", json={
-                    "id": slug, "names": {"fi": slug}, "kind": "vocational", "member": member, "region": "Kainuu"})
+                response = await client.post(
+                    "/api/catalogue/institutions",
+                    json={
+                        "id": slug,
+                        "names": {"fi": slug},
+                        "kind": "vocational",
+                        "member": member,
+                        "region": "Kainuu",
+                    },
+                )
                 response.raise_for_status()
             ids = []
             for i in range(offerings):
-                course = await client.post("/api/catalogue/courses", json={
-                    "provider_id": "bench-provider", "code": f"B{i}", "titles": {"fi": f"Kurssi {i}"},
-                    "subject": "mathematics", "level": "upper_secondary", "credits": "2.0", "languages": ["fi"],
-                    "delivery_mode": "online_self_paced"})
+                course = await client.post(
+                    "/api/catalogue/courses",
+                    json={
+                        "provider_id": "bench-provider",
+                        "code": f"B{i}",
+                        "titles": {"fi": f"Kurssi {i}"},
+                        "subject": "mathematics",
+                        "level": "upper_secondary",
+                        "credits": "2.0",
+                        "languages": ["fi"],
+                        "delivery_mode": "online_self_paced",
+                    },
+                )
                 course.raise_for_status()
-                offering = await client.post("/api/catalogue/offerings", json={
-                    "course_id": course.json()["id"], "start_date": str(today + timedelta(days=30)),
-                    "end_date": str(today + timedelta(days=90)), "enrolment_opens": str(today - timedelta(days=1)),
-                    "enrolment_closes": str(today + timedelta(days=20)), "max_participants": seats})
+                offering = await client.post(
+                    "/api/catalogue/offerings",
+                    json={
+                        "course_id": course.json()["id"],
+                        "start_date": str(today + timedelta(days=30)),
+                        "end_date": str(today + timedelta(days=90)),
+                        "enrolment_opens": str(today - timedelta(days=1)),
+                        "enrolment_closes": str(today + timedelta(days=20)),
+                        "max_participants": seats,
+                    },
+                )
                 offering.raise_for_status()
                 (await client.post(f"/api/catalogue/offerings/{offering.json()['id']}/publish")).raise_for_status()
                 ids.append(offering.json()["id"])
@@ -123,30 +173,3 @@ def rss_mb(pid: int) -> float:
     except OSError:
         pass
     return 0.0
-
-
-_CLEANUP = """
-import asyncio, sys, aio_pika, asyncpg, os
-prefix, exchange, pg = sys.argv[1], sys.argv[2], sys.argv[3]
-async def main():
-    conn = await aio_pika.connect(os.environ.get("TARJOTIN_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"))
-    async with conn:
-        for svc in ("catalogue", "enrolment", "billing", "reporting"):
-            for q in (f"{prefix}.{svc}", f"{prefix}.{svc}.dead", *(f"{prefix}.{svc}.retry.{d}ms" for d in (1000, 10000, 60000))):
-                ch = await conn.channel()
-                try:
-                    await ch.queue_delete(q)
-                except Exception:
-                    pass
-        ch = await conn.channel()
-        try:
-            await ch.exchange_delete(exchange)
-        except Exception:
-            pass
-    if pg:
-        admin = await asyncpg.connect(os.environ.get("TARJOTIN_PG_URL", "postgresql://postgres@127.0.0.1:5432") + "/postgres")
-        for svc in ("catalogue", "enrolment", "billing", "reporting"):
-            await admin.execute(f'DROP DATABASE IF EXISTS "{pg}_{svc}" WITH (FORCE)')
-        await admin.close()
-asyncio.run(main())
-"""
