@@ -88,3 +88,16 @@ def test_events_carry_no_personal_data() -> None:
     forbidden = {"name", "email", "learner_id", "student_name", "student_email"}
     for model in CATALOGUE:
         assert not forbidden & set(model.model_fields), model.type_name()
+
+
+def test_the_committed_asyncapi_document_is_current() -> None:
+    from shared.events.asyncapi import document
+
+    committed = json.loads((Path(__file__).parents[2] / "docs" / "asyncapi.json").read_text())
+    assert committed == json.loads(json.dumps(document(), sort_keys=True, default=str)), (
+        "regenerate it: python -m shared.events.asyncapi > docs/asyncapi.json"
+    )
+    assert set(committed["channels"]) == {model.name.replace(".", "_") for model in CATALOGUE}
+    for message in committed["components"]["messages"].values():
+        ref = message["payload"]["properties"]["data"]["$ref"].rsplit("/", 1)[1]
+        assert ref in committed["components"]["schemas"]
