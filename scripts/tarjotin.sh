@@ -9,6 +9,8 @@
 #   TARJOTIN_PORT_BASE (8100: services on +1..+4)  TARJOTIN_DB (sqlite | postgres)
 #   TARJOTIN_PG_URL (postgresql://postgres@127.0.0.1:5432)  TARJOTIN_PG_DB_PREFIX (tarjotin)
 #   TARJOTIN_DEMO (1: load demo data)  TARJOTIN_EXCHANGE, TARJOTIN_QUEUE_PREFIX (bus namespace)
+#   TARJOTIN_PROCESSES (combined: API + worker in one process per service, the default on SQLite;
+#                       split: separate api and worker processes, the default on PostgreSQL)
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -22,6 +24,9 @@ DB=${TARJOTIN_DB:-sqlite}
 PG_URL=${TARJOTIN_PG_URL:-postgresql://postgres@127.0.0.1:5432}
 PG_PREFIX=${TARJOTIN_PG_DB_PREFIX:-tarjotin}
 SERVICES=(catalogue enrolment billing reporting)
+if [ "$DB" = sqlite ]; then PROCESSES=${TARJOTIN_PROCESSES:-combined}; else PROCESSES=${TARJOTIN_PROCESSES:-split}; fi
+[[ $PROCESSES == combined || $PROCESSES == split ]] || { echo "TARJOTIN_PROCESSES must be combined or split" >&2; exit 2; }
+role_of() { if [ "$PROCESSES" = combined ]; then echo all; else echo "$1"; fi; }  # api|worker → the process
 LOG="$RUN/log"
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
@@ -46,7 +51,8 @@ pidfile() { echo "$RUN/pids/$1-$2.pid"; }
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 start_one() {  # SERVICE ROLE
-  local s=$1 role=$2 pf
+  local s=$1 role pf
+  role=$(role_of "$2")
   pf=$(pidfile "$s" "$role")
   alive "$pf" && { say "$s $role already running (pid $(cat "$pf"))"; return 0; }
   mkdir -p "$RUN/pids" "$LOG" "$RUN/metrics/$s"
@@ -57,7 +63,7 @@ start_one() {  # SERVICE ROLE
 
 stop_one() {  # SERVICE ROLE [SIGNAL]
   local pf pid i
-  pf=$(pidfile "$1" "$2")
+  pf=$(pidfile "$1" "$(role_of "$2")")
   alive "$pf" || { rm -f "$pf"; return 0; }
   pid=$(cat "$pf")
   kill "-${3:-TERM}" "$pid" 2>/dev/null || true
@@ -154,7 +160,7 @@ up() {
   fi
   cat <<MSG
 
-Tarjotin is running ($DB databases, logs in $LOG):
+Tarjotin is running ($DB databases, $PROCESSES processes, logs in $LOG):
   Gateway and API index   http://127.0.0.1:$GATEWAY_PORT/docs
   Catalogue               http://127.0.0.1:$GATEWAY_PORT/api/catalogue/offerings
   Enrolments              http://127.0.0.1:$GATEWAY_PORT/api/enrolments
@@ -166,11 +172,18 @@ Stop it with: make stop
 MSG
 }
 
-down() {
-  local s
-  if alive "$RUN/pids/gateway.pid"; then kill "$(cat "$RUN/pids/gateway.pid")"; fi
-  rm -f "$RUN/pids/gateway.pid"
-  for s in "${SERVICES[@]}"; do stop_one "$s" api; stop_one "$s" worker; done
+down() {  # every process with a pid file: TERM, then KILL after 10 s
+  local pf pid i
+  for pf in "$RUN"/pids/*.pid; do
+    [ -e "$pf" ] || continue
+    if alive "$pf"; then
+      pid=$(cat "$pf")
+      kill "$pid" 2>/dev/null || true
+      for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+    rm -f "$pf"
+  done
   say "stopped"
 }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -26,8 +27,12 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
+@functools.cache
 def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
-    """One engine per process. SQLite: a single connection (one writer), `BEGIN IMMEDIATE` always."""
+    """One engine per database per process (cached, so the API and worker of a combined process share it).
+
+    SQLite: a single connection (one writer), every transaction `BEGIN IMMEDIATE`.
+    """
     if not is_sqlite(url):
         return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
     path = url.split("///", 1)[1] if "///" in url else ""

@@ -1,8 +1,13 @@
-"""The command line every service shares: `migrate`, `api`, `worker`.
+"""The command line every service shares: `migrate`, `api`, `worker`, `all`.
 
 python -m services.enrolment migrate   # alembic upgrade head
 python -m services.enrolment api       # FastAPI on uvicorn
 python -m services.enrolment worker    # outbox relay + event consumers
+python -m services.enrolment all       # both in one process, sharing one database engine
+
+`all` is the default for SQLite in local runs: one process per service keeps a single writer
+connection per database file (two processes would wait on each other's file locks), and every
+commit wakes the relay at once. With PostgreSQL, `api` and `worker` run as separate processes.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from shared.migrate import upgrade
 from shared.settings import ServiceSettings
 
 log = structlog.get_logger("runtime")
-WorkerFactory = Callable[[Any], list[Coroutine[Any, Any, None]]]
+WorkerFactory = Callable[..., list[Coroutine[Any, Any, None]]]
 
 
 async def run_forever(tasks: list[Coroutine[Any, Any, None]]) -> None:
@@ -55,7 +60,7 @@ def main(
     argv: list[str] | None = None,
 ) -> int:
     parser = argparse.ArgumentParser(prog=f"services.{settings.service}")
-    parser.add_argument("command", choices=["migrate", "api", "worker"])
+    parser.add_argument("command", choices=["migrate", "api", "worker", "all"])
     args = parser.parse_args(argv)
     configure(settings.service, level=settings.log_level, json=settings.log_json)
     if args.command == "migrate":
@@ -74,9 +79,24 @@ def main(
             proxy_headers=True,
         )
         return 0
-    if settings.worker_metrics_port:
-        start_http_server(settings.worker_metrics_port, addr=settings.http_host)
     import uvloop
 
+    if args.command == "all":
+        app = build_api(settings)
+        config = uvicorn.Config(
+            app,
+            host=settings.http_host,
+            port=settings.http_port,
+            loop="none",
+            http="httptools",
+            access_log=False,
+            log_level="warning",
+            proxy_headers=True,
+        )
+        loops = [uvicorn.Server(config).serve(), *build_worker(settings, engine=app.state.engine)]
+        uvloop.run(run_forever(loops))
+        return 0
+    if settings.worker_metrics_port:
+        start_http_server(settings.worker_metrics_port, addr=settings.http_host)
     uvloop.run(run_forever(build_worker(settings)))
     return 0

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, FastAPI, Request
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.bus import Consumer, Handler, Relay, backlog
@@ -93,6 +94,9 @@ def make_worker(
             poll_s=settings.relay_poll_s,
             batch=settings.relay_batch,
         )
+        kick = relay.kick
+        # Any commit on this engine may have staged events: wake the relay now, not at its next poll.
+        event.listen(engine.sync_engine, "commit", lambda _conn: kick.set())
         loops.append(relay.run())
     if inbox is not None and (subscriptions or binding_keys):
         consumer = Consumer(
