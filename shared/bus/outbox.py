@@ -87,6 +87,8 @@ class Relay:
                 self.connected.clear()
                 metrics.RELAY_ERRORS.labels(self.service, type(exc).__name__).inc()
                 log.warning("relay failed; reconnecting", service=self.service, error=repr(exc), backoff=backoff)
+                with contextlib.suppress(Exception):  # keep the backlog visible while the broker is away
+                    await self._update_backlog_gauges()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 
