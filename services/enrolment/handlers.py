@@ -189,7 +189,7 @@ async def request_enrolment(
     if existing is not None:
         return False, await views.get_enrolment(conn, existing.id)
 
-    enrolment_id, now = str(uuid.uuid4()), _now()
+    enrolment_id = str(uuid.uuid4())
     seat = await _hold_seat(conn, cmd.offering_id)
     waitlist_seq = None
     if not seat:
@@ -201,6 +201,7 @@ async def request_enrolment(
                 .returning(offerings.c.waitlist_seq)
             )
         ).scalar_one()
+    now = _now()  # taken under the offering's row lock, so creation times follow the waitlist order
     await conn.execute(
         enrolments.insert().values(
             id=enrolment_id,

@@ -33,7 +33,7 @@ ATTEMPT_HEADER = "x-attempt"
 
 @dataclass
 class _Outcome:
-    message: AbstractIncomingMessage
+    message: AbstractIncomingMessage | None
     event: Envelope | None
     error: BaseException | None = None
     duplicate: bool = False
@@ -124,6 +124,7 @@ class Consumer:
         for outcome in outcomes:
             event = outcome.event
             routing_key = event.routing_key if event else "unparseable"
+            assert outcome.message is not None
             if outcome.error is None and event is not None:
                 await outcome.message.ack()
                 metrics.EVENTS_CONSUMED.labels(
@@ -132,6 +133,15 @@ class Consumer:
                 metrics.EVENT_LAG.labels(self.service, routing_key).observe(max(0.0, now - event.time.timestamp()))
             else:
                 await self._retry_or_dead_letter(channel, outcome, routing_key)
+
+    async def apply(self, events: Sequence[Envelope]) -> list[BaseException | None]:
+        """Handle events exactly as deliveries would be (inbox, savepoints, one transaction), without a broker.
+
+        For replaying stored events and for tests that feed consumers duplicates in any order.
+        """
+        outcomes = [_Outcome(None, event) for event in events]
+        await self._apply_with_db_retry(outcomes)
+        return [outcome.error for outcome in outcomes]
 
     def _parse(self, message: AbstractIncomingMessage) -> _Outcome:
         try:
@@ -182,6 +192,7 @@ class Consumer:
 
     async def _retry_or_dead_letter(self, channel: AbstractChannel, outcome: _Outcome, routing_key: str) -> None:
         message = outcome.message
+        assert message is not None
         headers = dict(message.headers or {})
         previous = headers.get(ATTEMPT_HEADER)
         attempt = (previous if isinstance(previous, int) else 0) + 1

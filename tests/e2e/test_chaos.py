@@ -131,9 +131,27 @@ async def test_requests_are_accepted_while_rabbitmq_is_down_and_the_outbox_catch
             ready = (await client.get("/api/enrolments/ready")).json()
             assert ready["status"] == "degraded" and ready["broker"] == "unreachable"
             assert ready["outbox_backlog"] >= 20
+
+            async def backlog_in_metrics() -> bool:
+                page = (await client.get("/api/enrolments/metrics")).text
+                return metric(page, 'outbox_backlog{service="enrolment"}') >= 20
+
+            await eventually(backlog_in_metrics, timeout=20, interval=0.5)
+            await asyncio.sleep(2)  # the outage lasts long enough to show up as lag
         finally:
             await asyncio.to_thread(rabbitmq, "start_app")
             await asyncio.to_thread(rabbitmq, "await_startup")
         await reconcile(client, offering, {first, *during}, amount=Decimal("40.00"))
         ready = (await client.get("/api/enrolments/ready")).json()
         assert ready["status"] == "ready" and ready["outbox_backlog"] == 0
+        billing = (await client.get("/api/billing/metrics")).text
+        lag = 'event_lag_seconds_bucket{le="%s",service="billing",type="enrolment.requested"}'
+        assert metric(billing, lag % "1.0") < metric(billing, lag % "+Inf"), "the outage's lag is not in the metrics"
+
+
+def metric(page: str, name: str) -> float:
+    """The value of one sample on a Prometheus text page (0 when absent)."""
+    for line in page.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0

@@ -97,20 +97,30 @@ async def counts(engine: AsyncEngine) -> dict[str, int]:
         return result
 
 
-async def test_concurrent_requests_never_overbook_and_waitlist_in_order(
+async def test_a_thousand_concurrent_requests_for_ten_seats_hold_ten_and_waitlist_the_rest_in_order(
     engine: AsyncEngine, client: httpx.AsyncClient
 ) -> None:
-    await seed(engine, "o1", seats=5)
-    responses = await asyncio.gather(*(client.post("", json=body("o1", f"L{i}")) for i in range(40)))
+    await seed(engine, "o1", seats=10)
+    gate = asyncio.Semaphore(100)
+
+    async def one(i: int) -> httpx.Response:
+        async with gate:
+            return await client.post("", json=body("o1", f"L{i}"))
+
+    responses = await asyncio.gather(*(one(i) for i in range(1000)))
     assert {r.status_code for r in responses} == {201}
     statuses = [r.json()["status"] for r in responses]
-    assert statuses.count("awaiting_commitment") == 5
-    assert statuses.count("waitlisted") == 35
-    positions = sorted(r.json()["waitlist_position"] for r in responses if r.json()["status"] == "waitlisted")
-    assert positions == list(range(1, 36))
+    assert statuses.count("awaiting_commitment") == 10
+    assert statuses.count("waitlisted") == 990
+    waitlisted = sorted(
+        (r.json() for r in responses if r.json()["status"] == "waitlisted"), key=lambda e: e["waitlist_position"]
+    )
+    assert [e["waitlist_position"] for e in waitlisted] == list(range(1, 991))
+    created = [e["created_at"] for e in waitlisted]
+    assert created == sorted(created), "waitlist order is not the order the requests were taken"
     async with engine.connect() as conn:
         held = (await conn.execute(sa.select(offerings.c.held).where(offerings.c.id == "o1"))).scalar_one()
-    assert held == 5
+    assert held == 10
 
 
 async def test_enrolling_twice_returns_the_same_enrolment(engine: AsyncEngine, client: httpx.AsyncClient) -> None:
