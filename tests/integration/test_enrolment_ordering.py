@@ -24,6 +24,7 @@ from shared.events import (
     CommitmentAccepted,
     CommitmentRejected,
     Envelope,
+    EventData,
     InstitutionRegistered,
     LocalizedText,
     OfferingPublished,
@@ -98,8 +99,10 @@ async def scenario_state(url: str, decisions: list[bool], order: list[int], dupl
             "amount": Decimal("80.00"),
             "academic_year": "2026-2027",
         }
-        data = CommitmentAccepted(**facts, decided_by="auto") if accept else CommitmentRejected(**facts, reason="no")
-        events.append(new_event(data, source="billing", subject=enrolment_id, sequence=2, correlation_id="s"))
+        decision: EventData = (
+            CommitmentAccepted(**facts, decided_by="auto") if accept else CommitmentRejected(**facts, reason="no")
+        )
+        events.append(new_event(decision, source="billing", subject=enrolment_id, sequence=2, correlation_id="s"))
     delivered = [events[i] for i in order] + [events[i] for i in duplicates]
     for event in delivered:  # one delivery per transaction, as separate messages would be
         assert await consumer.apply([event]) == [None]
