@@ -17,7 +17,10 @@ pytestmark = pytest.mark.e2e
 def test_the_benchmark_runs_end_to_end_and_reports_ratios_to_the_floor(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "bench.run", "--smoke", "--db", "sqlite", "--out", str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=900,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-2000:]
     [written] = tmp_path.glob("bench-*.json")
