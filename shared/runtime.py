@@ -93,7 +93,7 @@ def main(
             log_level="warning",
             proxy_headers=True,
         )
-        loops = [uvicorn.Server(config).serve(), *build_worker(settings, engine=app.state.engine)]
+        loops = [uvicorn.Server(config).serve(), *build_worker(settings)]
         uvloop.run(run_forever(loops))
         return 0
     if settings.worker_metrics_port:

@@ -7,4 +7,7 @@ SUBSCRIPTIONS: dict[str, Handler] = {
     "institution.registered": handlers.on_institution,
     "institution.updated": handlers.on_institution,
     "enrolment.requested": handlers.open_commitment,
+    "enrolment.withdrawn": handlers.on_withdrawn,
+    "enrolment.cancelled": handlers.on_cancelled,
+    "enrolment.completed": handlers.on_completed,
 }

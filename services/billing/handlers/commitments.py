@@ -1,8 +1,9 @@
-"""Billing use cases and event handlers; each runs inside its caller's transaction."""
+"""Opening commitments, deciding them (one by one or in bulk), policies, the local copy of institutions."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -11,10 +12,10 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.billing import domain, views
-from services.billing.tables import commitments, institutions, outbox, policies
-from shared.bus import stage
+from services.billing.handlers.common import emit, facts, load, update_versioned
+from services.billing.handlers.lifecycle import apply_parked
+from services.billing.tables import commitments, institutions, policies
 from shared.db import upsert_if_newer
-from shared.errors import NotFound
 from shared.events import (
     CommitmentAccepted,
     CommitmentCreated,
@@ -23,41 +24,23 @@ from shared.events import (
     Envelope,
     EventData,
     InstitutionRegistered,
-    new_event,
 )
-
-SOURCE = "billing"
 
 
 class PayerUnknown(Exception):
     """The payer's `institution.registered` has not arrived yet; retry later."""
 
 
-def _facts(row: sa.Row[Any]) -> dict[str, Any]:
-    return {
-        "commitment_id": row.id,
-        "enrolment_id": row.enrolment_id,
-        "offering_id": row.offering_id,
-        "payer_id": row.payer_id,
-        "payee_id": row.payee_id,
-        "amount": row.amount,
-        "academic_year": row.academic_year,
-    }
-
-
-async def _emit(conn: AsyncConnection, data: EventData, commitment_id: str, version: int, correlation_id: str) -> None:
-    await stage(
-        conn,
-        outbox,
-        new_event(data, source=SOURCE, subject=commitment_id, sequence=version, correlation_id=correlation_id),
+async def _decide_row(
+    conn: AsyncConnection, row: sa.Row[Any], *, accept: bool, by: str, correlation_id: str, reason: str | None
+) -> dict[str, Any]:
+    status = domain.decide(row.status, accept)
+    row = await update_versioned(conn, row, status=status, decided_by=by, reason=reason)
+    event: EventData = (
+        CommitmentAccepted(**facts(row), decided_by=by) if accept else CommitmentRejected(**facts(row), reason=reason)
     )
-
-
-async def _load(conn: AsyncConnection, commitment_id: str) -> sa.Row[Any]:
-    row = (await conn.execute(sa.select(commitments).where(commitments.c.id == commitment_id))).first()
-    if row is None:
-        raise NotFound(f"Commitment {commitment_id!r} does not exist.")
-    return row
+    await emit(conn, event, row.id, row.version, correlation_id)
+    return views.commitment_dict(row)
 
 
 async def decide(
@@ -70,25 +53,40 @@ async def decide(
     reason: str | None = None,
 ) -> dict[str, Any]:
     """Accept or reject a pending commitment; the decision flows back to enrolment as an event."""
-    row = await _load(conn, commitment_id)
-    status = domain.decide(row.status, accept)
-    version = row.version + 1
-    await conn.execute(
-        commitments.update()
-        .where(commitments.c.id == commitment_id, commitments.c.version == row.version)
-        .values(status=status, decided_by=by, reason=reason, version=version, updated_at=datetime.now(UTC))
-    )
-    row = await _load(conn, commitment_id)
-    event: EventData = (
-        CommitmentAccepted(**_facts(row), decided_by=by) if accept else CommitmentRejected(**_facts(row), reason=reason)
-    )
-    await _emit(conn, event, commitment_id, version, correlation_id)
-    return views.commitment_dict(row)
+    row = await load(conn, commitment_id, lock=True)
+    return await _decide_row(conn, row, accept=accept, by=by, correlation_id=correlation_id, reason=reason)
+
+
+async def decide_many(
+    conn: AsyncConnection,
+    commitment_ids: Sequence[str],
+    *,
+    accept: bool,
+    by: str,
+    correlation_id: str,
+    reason: str | None = None,
+) -> list[dict[str, Any]]:
+    """Accept or reject several pending commitments: all of them, or none with the ids in the way named."""
+    ids = list(dict.fromkeys(commitment_ids))
+    rows = {
+        row.id: row
+        for row in (
+            await conn.execute(
+                sa.select(commitments).where(commitments.c.id.in_(ids)).order_by(commitments.c.id).with_for_update()
+            )
+        ).all()
+    }
+    domain.check_bulk(ids, {cid: row.status for cid, row in rows.items()}, accept)
+    return [
+        await _decide_row(conn, rows[cid], accept=accept, by=by, correlation_id=correlation_id, reason=reason)
+        for cid in ids
+    ]
 
 
 async def set_policy(
     conn: AsyncConnection, institution_id: str, mode: domain.Mode, yearly_budget: Decimal | None
 ) -> dict[str, Any]:
+    domain.check_policy(mode, yearly_budget)
     await views.policy_for(conn, institution_id)
     updated = await conn.execute(
         policies.update()
@@ -106,8 +104,23 @@ async def set_policy(
 
 
 async def on_institution(conn: AsyncConnection, event: Envelope) -> None:
+    """Keep what billing needs of an institution: membership, and names and ids for the e-invoice."""
     data = InstitutionRegistered.model_validate(event.data)
-    await upsert_if_newer(conn, institutions, {"id": data.institution_id}, event.sequence, {"member": data.member})
+    await upsert_if_newer(
+        conn,
+        institutions,
+        {"id": data.institution_id},
+        event.sequence,
+        {
+            "member": data.member,
+            "name_fi": data.names.fi,
+            "name_sv": data.names.sv,
+            "name_en": data.names.en,
+            "business_id": data.business_id,
+            "einvoice_address": data.einvoice_address,
+            "municipality": data.municipality,
+        },
+    )
 
 
 async def open_commitment(conn: AsyncConnection, event: Envelope) -> None:
@@ -118,7 +131,13 @@ async def open_commitment(conn: AsyncConnection, event: Envelope) -> None:
     ).first()
     if exists is not None:
         return
-    payer = (await conn.execute(sa.select(institutions).where(institutions.c.id == data.home_institution_id))).first()
+    # Locking the payer's row serialises its automatic acceptances, so two workers cannot both
+    # see the same unused budget (PostgreSQL; SQLite has a single writer anyway).
+    payer = (
+        await conn.execute(
+            sa.select(institutions).where(institutions.c.id == data.home_institution_id).with_for_update()
+        )
+    ).first()
     if payer is None:
         raise PayerUnknown(f"institution {data.home_institution_id} not yet known to billing")
     price_kind, amount = domain.price_for(payer.member, data.member_price, data.external_price)
@@ -134,15 +153,17 @@ async def open_commitment(conn: AsyncConnection, event: Envelope) -> None:
             price_kind=price_kind,
             academic_year=data.academic_year,
             status=domain.Status.PENDING,
+            free_cancellation_deadline=data.free_cancellation_deadline,
+            enrolment_seq=event.sequence,
             version=1,
             created_at=now,
             updated_at=now,
         )
     )
-    row = await _load(conn, commitment_id)
-    await _emit(
+    row = await load(conn, commitment_id)
+    await emit(
         conn,
-        CommitmentCreated(**_facts(row), price_kind=price_kind, status=domain.Status.PENDING),
+        CommitmentCreated(**facts(row), price_kind=price_kind, status=domain.Status.PENDING),
         commitment_id,
         1,
         event.correlationid,
@@ -150,4 +171,5 @@ async def open_commitment(conn: AsyncConnection, event: Envelope) -> None:
     policy = await views.policy_for(conn, data.home_institution_id)
     used = await views.budget_used(conn, data.home_institution_id, data.academic_year)
     if domain.accepts_automatically(policy["mode"], policy["yearly_budget"], used, amount):
-        await decide(conn, commitment_id, accept=True, by="automatic", correlation_id=event.correlationid)
+        await _decide_row(conn, row, accept=True, by="automatic", correlation_id=event.correlationid, reason=None)
+    await apply_parked(conn, data.enrolment_id)
