@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from services.catalogue.api import router
 from services.catalogue.consumers import SUBSCRIPTIONS
+from services.catalogue.search import FacetCache
 from services.catalogue.settings import Settings
 from services.catalogue.tables import inbox, outbox
 from shared.db import make_engine
@@ -20,7 +21,7 @@ PREFIX = "/api/catalogue"
 
 
 def build_api(settings: Settings) -> FastAPI:
-    return make_api(
+    app = make_api(
         settings,
         make_engine(settings.database_url),
         router,
@@ -29,6 +30,8 @@ def build_api(settings: Settings) -> FastAPI:
         title="Tarjotin catalogue",
         description="Institutions, pricing guidelines, courses and offerings of the network.",
     )
+    app.state.facet_cache = FacetCache()
+    return app
 
 
 def build_worker(settings: Settings) -> list[Coroutine[Any, Any, None]]:

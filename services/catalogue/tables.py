@@ -1,9 +1,9 @@
-"""Catalogue tables."""
+"""Catalogue tables: the aggregates, then the search index the catalogue keeps of them."""
 
 import sqlalchemy as sa
 
 from shared.bus import add_bus_tables
-from shared.db import Cents, DecimalText
+from shared.db import Cents, DecimalText, UTCDateTime
 from shared.idempotency import add_idempotency_table
 
 metadata = sa.MetaData()
@@ -32,6 +32,7 @@ pricing_guidelines = sa.Table(
     sa.Column("external_surcharge_percent", DecimalText, nullable=False),
     sa.Column("late_withdrawal_percent", DecimalText, nullable=False),
     sa.Column("free_cancellation_days", sa.Integer, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False, server_default="1"),
 )
 
 courses = sa.Table(
@@ -59,8 +60,9 @@ offerings = sa.Table(
     "offerings",
     metadata,
     sa.Column("id", sa.String(36), primary_key=True),
-    sa.Column("course_id", sa.String(36), sa.ForeignKey("courses.id"), nullable=False),
-    sa.Column("provider_id", sa.String(64), sa.ForeignKey("institutions.id"), nullable=False),
+    sa.Column("course_id", sa.String(36), sa.ForeignKey("courses.id"), nullable=False, index=True),
+    sa.Column("provider_id", sa.String(64), sa.ForeignKey("institutions.id"), nullable=False, index=True),
+    sa.Column("external_id", sa.String(100), comment="the provider's own id of the offering (CSV import key)"),
     sa.Column("academic_year", sa.String(9), nullable=False, index=True),
     sa.Column("start_date", sa.Date, nullable=False),
     sa.Column("end_date", sa.Date, nullable=False),
@@ -72,7 +74,68 @@ offerings = sa.Table(
     sa.Column("external_price", Cents, nullable=False),
     sa.Column("free_cancellation_deadline", sa.Date, nullable=False),
     sa.Column("status", sa.String(20), nullable=False, index=True),
+    sa.Column("late_withdrawal_percent", DecimalText, comment="the year's guideline at publish time"),
+    sa.Column("published_at", UTCDateTime, comment="set once published: other services know the offering"),
+    sa.Column("cancellation_reason", sa.String(500)),
     sa.Column("version", sa.Integer, nullable=False),
+    sa.UniqueConstraint("provider_id", "external_id", name="uq_offerings_provider_external_id"),
+)
+
+# --- the search index (derived; rebuilt from the tables above by services/catalogue/search.py) -----
+
+offering_search = sa.Table(
+    "offering_search",
+    metadata,
+    sa.Column("offering_id", sa.String(36), primary_key=True),
+    sa.Column("course_id", sa.String(36), nullable=False, index=True),
+    sa.Column("provider_id", sa.String(64), nullable=False),
+    sa.Column("subject", sa.String(100), nullable=False),
+    sa.Column("level", sa.String(50), nullable=False),
+    sa.Column("languages", sa.String(50), nullable=False),
+    sa.Column("delivery_mode", sa.String(40), nullable=False),
+    sa.Column("region", sa.String(100)),
+    sa.Column("academic_year", sa.String(9), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("start_date", sa.Date, nullable=False),
+    sa.Column("enrolment_opens", sa.Date, nullable=False),
+    sa.Column("enrolment_closes", sa.Date, nullable=False),
+    sa.Column("member_price", Cents, nullable=False),
+    sa.Column("title_key", sa.String(300), nullable=False),
+    sa.Index("ix_offering_search_start", "start_date", "offering_id"),
+    sa.Index("ix_offering_search_title", "title_key", "offering_id"),
+    sa.Index("ix_offering_search_price", "member_price", "offering_id"),
+    sa.Index("ix_offering_search_year_start", "academic_year", "start_date"),
+    sa.Index("ix_offering_search_status_window", "status", "enrolment_opens", "enrolment_closes"),
+    sa.Index(
+        "ix_offering_search_facets",
+        "subject",
+        "level",
+        "languages",
+        "delivery_mode",
+        "provider_id",
+        "region",
+    ),
+    sa.Index("ix_offering_search_provider", "provider_id", "start_date"),
+)
+
+# One row per (normalized word, course): prefix search is a range scan of the primary key, which
+# compares bytes (PostgreSQL: collation "C") so that `term >= 'matem' AND term < 'maten'` is exact.
+course_terms = sa.Table(
+    "course_terms",
+    metadata,
+    sa.Column("term", sa.String(64).with_variant(sa.String(64, collation="C"), "postgresql"), primary_key=True),
+    sa.Column("course_id", sa.String(36), primary_key=True, index=True),
+    sa.Column("weight", sa.SmallInteger, nullable=False),
+    sqlite_with_rowid=False,  # the key then holds the weight: a prefix scan reads no other page
+)
+
+# One row: a number bumped in the same transaction as every change to the index above, so that a
+# cached facet count knows when it is stale (services/catalogue/search.py::FacetCache).
+search_state = sa.Table(
+    "search_state",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("generation", sa.BigInteger, nullable=False),
 )
 
 outbox, inbox = add_bus_tables(metadata)

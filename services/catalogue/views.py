@@ -43,18 +43,26 @@ async def list_institutions(
     return total, [institution_dict(r) for r in rows]
 
 
-async def guideline_for(conn: AsyncConnection, academic_year: str) -> Guideline:
-    row = (
-        await conn.execute(sa.select(pricing_guidelines).where(pricing_guidelines.c.academic_year == academic_year))
-    ).first()
-    if row is None:
-        return DEFAULT_GUIDELINE
+def guideline_of(row: sa.Row[Any]) -> Guideline:
     return Guideline(
         price_per_credit=row.price_per_credit,
         external_surcharge_percent=row.external_surcharge_percent,
         late_withdrawal_percent=row.late_withdrawal_percent,
         free_cancellation_days=row.free_cancellation_days,
     )
+
+
+async def guideline_for(conn: AsyncConnection, academic_year: str) -> Guideline:
+    """The year's guideline, or the network's default until one is set."""
+    row = (
+        await conn.execute(sa.select(pricing_guidelines).where(pricing_guidelines.c.academic_year == academic_year))
+    ).first()
+    return DEFAULT_GUIDELINE if row is None else guideline_of(row)
+
+
+async def all_guidelines(conn: AsyncConnection) -> dict[str, Guideline]:
+    rows = (await conn.execute(sa.select(pricing_guidelines))).all()
+    return {row.academic_year: guideline_of(row) for row in rows}
 
 
 def course_dict(row: sa.Row[Any]) -> dict[str, Any]:
@@ -138,6 +146,10 @@ def offering_dict(row: sa.Row[Any]) -> dict[str, Any]:
         "free_cancellation_deadline": row.free_cancellation_deadline,
         "status": row.status,
         "region": row.region,
+        "external_id": row.external_id,
+        "late_withdrawal_percent": row.late_withdrawal_percent,
+        "published_at": row.published_at,
+        "cancellation_reason": row.cancellation_reason,
         "version": row.version,
     }
 
@@ -149,52 +161,15 @@ async def get_offering(conn: AsyncConnection, offering_id: str) -> dict[str, Any
     return offering_dict(row)
 
 
-async def search_offerings(
-    conn: AsyncConnection,
-    *,
-    q: str | None,
-    filters: dict[str, Any],
-    offset: int,
-    limit: int,
-) -> tuple[int, list[dict[str, Any]]]:
-    """Offerings matching a text and the given facets, newest start first."""
-    query = _offering_query()
-    column_for = {
-        "subject": courses.c.subject,
-        "level": courses.c.level,
-        "provider": offerings.c.provider_id,
-        "region": institutions.c.region,
-        "academic_year": offerings.c.academic_year,
-        "status": offerings.c.status,
-        "delivery_mode": courses.c.delivery_mode,
-    }
-    for name, value in filters.items():
-        if value is None:
-            continue
-        if name == "language":
-            query = query.where(courses.c.languages.contains(value))
-        elif name == "open_on":
-            query = query.where(offerings.c.enrolment_opens <= value, offerings.c.enrolment_closes >= value)
-        else:
-            query = query.where(column_for[name] == value)
-    if q:
-        pattern = f"%{q.lower()}%"
-        query = query.where(
-            sa.or_(
-                *(
-                    sa.func.lower(col).like(pattern)
-                    for col in (
-                        courses.c.title_fi,
-                        courses.c.title_sv,
-                        courses.c.title_en,
-                        courses.c.code,
-                        courses.c.subject,
-                    )
-                )
-            )
-        )
-    total = (await conn.execute(sa.select(sa.func.count()).select_from(query.subquery()))).scalar_one()
-    rows = (
-        await conn.execute(query.order_by(offerings.c.start_date, offerings.c.id).offset(offset).limit(limit))
-    ).all()
-    return total, [offering_dict(r) for r in rows]
+async def find_offerings(conn: AsyncConnection, *where: sa.ColumnElement[bool]) -> list[dict[str, Any]]:
+    rows = (await conn.execute(_offering_query().where(*where))).all()
+    return [offering_dict(r) for r in rows]
+
+
+async def offerings_by_ids(conn: AsyncConnection, ids: list[str]) -> list[dict[str, Any]]:
+    """Full offerings for the given ids, in the given order."""
+    if not ids:
+        return []
+    rows = (await conn.execute(_offering_query().where(offerings.c.id.in_(ids)))).all()
+    by_id = {row.id: offering_dict(row) for row in rows}
+    return [by_id[i] for i in ids if i in by_id]

@@ -1,0 +1,116 @@
+"""Route: bulk CSV import of courses and offerings (provider staff)."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncConnection
+from starlette.datastructures import UploadFile
+
+from services.catalogue import imports
+from services.catalogue.api.common import IdempotencyKey
+from services.catalogue.api.models import ImportReport
+from services.catalogue.tables import idempotency_keys
+from shared.errors import Invalid
+from shared.http import correlation_id
+from shared.idempotency import run_once
+from shared.service import EngineDep
+
+router = APIRouter(tags=["imports"])
+CSV_TYPES = {"text/csv", "application/csv", "text/plain", "application/vnd.ms-excel"}
+COLUMN_DOCS = "\n".join(f"- `{name}`: {text}" for name, text in imports.COLUMNS.items())
+
+
+async def _file_bytes(request: Request) -> bytes:
+    """The CSV, sent raw (`text/csv`) or as the `file` field of a multipart form; at most MAX_BYTES."""
+    limit = imports.MAX_BYTES
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind == "multipart/form-data":
+        form = await request.form(max_files=1, max_fields=10)
+        upload = form.get("file")
+        if isinstance(upload, UploadFile):
+            data = await upload.read(limit + 1)
+        elif isinstance(upload, str):
+            data = upload.encode()
+        else:
+            raise Invalid("The multipart form has no field named `file`; send the CSV file in a field `file`.")
+    elif kind in CSV_TYPES:
+        chunks = bytearray()
+        async for chunk in request.stream():
+            chunks += chunk
+            if len(chunks) > limit:
+                break
+        data = bytes(chunks)
+    else:
+        raise HTTPException(
+            415, f"Send the CSV as text/csv, or as multipart/form-data with a field `file` (got {kind or 'nothing'})."
+        )
+    if len(data) > limit:
+        raise HTTPException(413, f"The file is larger than {limit // 1024} KiB; split it into smaller files.")
+    return data
+
+
+@router.post(
+    "/imports",
+    response_model=ImportReport,
+    description=f"""Create or update courses and offerings from a CSV file (UTF-8; comma, semicolon or tab
+separated; header on line 1; at most {imports.MAX_ROWS} rows and {imports.MAX_BYTES // 1024} KiB).
+
+Every row is checked first; the good rows are then written together in one transaction and the bad
+ones are reported with their line and reasons (a row is applied whole or not at all). Courses are
+matched by provider and `code`, offerings by provider and `external_id`, so importing the same file
+again reports `unchanged`. An empty optional cell keeps what an existing course or offering has (a new
+one gets the default). `publish=true` publishes a draft (events through the outbox). A file that cannot be
+read, or lacks required columns, is refused (422) and changes nothing. `dry_run=true` answers the same
+report and changes nothing.
+
+Columns:
+
+{COLUMN_DOCS}
+""",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "text/csv": {"schema": {"type": "string"}},
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {"file": {"type": "string", "format": "binary"}},
+                        "required": ["file"],
+                    }
+                },
+            },
+        }
+    },
+)
+async def import_csv(
+    request: Request,
+    engine: EngineDep,
+    provider_id: Annotated[str | None, Query(max_length=64, description="for rows without provider_id")] = None,
+    dry_run: Annotated[bool, Query(description="check and report, change nothing")] = False,
+    key: IdempotencyKey = None,
+) -> JSONResponse:
+    data = await _file_bytes(request)
+    imports.read(data, provider_id)  # a file that cannot be read is refused before any transaction
+    cid = correlation_id(request)
+
+    async def work(conn: AsyncConnection) -> tuple[int, dict[str, Any]]:
+        report = await imports.import_rows(conn, imports.read(data, provider_id), cid, dry_run=dry_run)
+        return 200, ImportReport.model_validate(report).model_dump(mode="json")
+
+    if dry_run:
+        async with engine.connect() as conn:
+            transaction = await conn.begin()
+            try:
+                _status, body = await work(conn)
+            finally:
+                await transaction.rollback()
+        return JSONResponse(body)
+    fingerprint = {"sha256": hashlib.sha256(data).hexdigest(), "provider_id": provider_id}
+    scoped = f"{request.method} {request.url.path}:{key}" if key else None
+    status, body, _replayed = await run_once(engine, idempotency_keys, scoped, fingerprint, work)
+    return JSONResponse(body, status_code=status)

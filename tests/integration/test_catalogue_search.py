@@ -1,0 +1,292 @@
+"""Catalogue search on both databases: words in fi/sv/en (prefixes, any case, with or without accents),
+facets and their counts, pagination totals, sorting, open_now, price range, and refusal of bad parameters."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.catalogue.domain import academic_year_of
+from shared.db import make_engine
+from tests.integration.test_catalogue_service import catalogue_client, course, institution, offering
+from tests.support.infra import database, migrate
+
+pytestmark = pytest.mark.integration
+TODAY = date.today()
+LATE = 500  # days: always another academic year than the starts within 20..90 days
+
+
+@pytest.fixture
+async def engine(db_kind: str, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    async with database(db_kind, tmp_path, "catalogue_search") as url:
+        await migrate("catalogue", url)
+        engine = make_engine(url)
+        yield engine
+        await engine.dispose()
+
+
+@pytest.fixture
+async def client(engine: AsyncEngine) -> AsyncIterator[httpx.AsyncClient]:
+    async with catalogue_client(engine) as client:
+        await seed(client)
+        yield client
+
+
+async def seed(client: httpx.AsyncClient) -> None:
+    """Four courses of three providers, nine offerings (seven published, one draft, one cancelled)."""
+    await institution(client, "sakky", region="Pohjois-Savo")
+    await institution(client, "kao", region="Kainuu")
+    await institution(client, "edupoli", region="Uusimaa", member=False)
+    maths = await course(
+        client,
+        "sakky",
+        "MAA2",
+        titles={"fi": "Matematiikka: funktiot", "sv": "Matematik: funktioner", "en": "Mathematics: functions"},
+        descriptions={"fi": "Yhtälöt ja derivaatta"},
+        credits="2.0",
+    )
+    mother_tongue = await course(
+        client,
+        "kao",
+        "AI1",
+        titles={"fi": "Äidinkieli ja kirjallisuus", "sv": "Modersmål och litteratur"},
+        subject="finnish",
+        languages=["fi", "sv"],
+        delivery_mode="blended",
+    )
+    english = await course(
+        client,
+        "edupoli",
+        "ENA1",
+        titles={"fi": "Työelämän englanti", "en": "English for work"},
+        descriptions={"en": "Emails, meetings and presentations"},
+        subject="english",
+        level="vocational",
+        credits="1.0",
+        languages=["en"],
+        delivery_mode="online_scheduled",
+    )
+    physics = await course(
+        client,
+        "sakky",
+        "FY1",
+        titles={"fi": "Fysiikka", "sv": "Fysik", "en": "Physics"},
+        descriptions={"fi": "Liikkeen funktiot ja mallit", "sv": "Rörelse och energi"},
+        subject="physics",
+        credits="2.0",
+        languages=["sv"],
+        delivery_mode="blended",
+    )
+    ids = {
+        "A1": await offering(client, maths["id"], publish=True, start_in_days=30),
+        "A2": await offering(client, maths["id"], publish=True, start_in_days=60, member_price="50.00"),
+        "A3": await offering(client, maths["id"], start_in_days=90),
+        "B1": await offering(client, mother_tongue["id"], publish=True, start_in_days=20),
+        "B2": await offering(
+            client, mother_tongue["id"], publish=True, start_in_days=70, enrolment_opens=str(TODAY + timedelta(10))
+        ),
+        "C1": await offering(client, english["id"], publish=True, start_in_days=40, member_price="200.00"),
+        "C2": await offering(client, english["id"], start_in_days=50),
+        "D1": await offering(client, physics["id"], publish=True, start_in_days=LATE),
+        "D2": await offering(client, physics["id"], publish=True, start_in_days=80, member_price="120.00"),
+    }
+    cancelled = await client.post(f"/offerings/{ids['C2']['id']}/cancel")
+    assert cancelled.status_code == 200
+    client.ids = {name: o["id"] for name, o in ids.items()}  # type: ignore[attr-defined]
+
+
+async def find(client: httpx.AsyncClient, **params: Any) -> dict[str, Any]:
+    response = await client.get("/offerings", params=params)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def names(client: httpx.AsyncClient, result: dict[str, Any]) -> list[str]:
+    by_id = {oid: name for name, oid in client.ids.items()}  # type: ignore[attr-defined]
+    return [by_id[item["id"]] for item in result["items"]]
+
+
+@pytest.mark.parametrize(
+    ("q", "expected"),
+    [
+        ("funktiot", {"A1", "A2", "A3", "D1", "D2"}),  # fi title (maths), fi description (physics)
+        ("funktioner", {"A1", "A2", "A3"}),  # sv title
+        ("Functions", {"A1", "A2", "A3"}),  # en title
+        ("presentations", {"C1", "C2"}),  # en description
+        ("rörelse", {"D1", "D2"}),  # sv description, typed with its accent
+        ("RORELSE", {"D1", "D2"}),  # ... or without, in capitals
+        ("matem", {"A1", "A2", "A3"}),  # a prefix
+        ("äidink", {"B1", "B2"}),
+        ("aidinkieli kirj", {"B1", "B2"}),  # every word must match
+        ("matematiikka fysiikka", set()),
+        ("maa2", {"A1", "A2", "A3"}),  # the course code
+        ("ENA", {"C1", "C2"}),
+        ("työelämä", {"C1", "C2"}),
+        ("zzz", set()),
+    ],
+)
+async def test_words_match_titles_descriptions_and_codes_in_every_language(
+    client: httpx.AsyncClient, q: str, expected: set[str]
+) -> None:
+    result = await find(client, q=q, page_size=50)
+    assert set(names(client, result)) == expected
+    assert result["total"] == len(expected)
+
+
+async def test_facets_count_the_current_match(client: httpx.AsyncClient) -> None:
+    result = await find(client, status="published")
+    assert result["total"] == 7
+    assert result["facets"] == {
+        "subject": [
+            {"value": "finnish", "count": 2},
+            {"value": "mathematics", "count": 2},
+            {"value": "physics", "count": 2},
+            {"value": "english", "count": 1},
+        ],
+        "level": [{"value": "upper_secondary", "count": 6}, {"value": "vocational", "count": 1}],
+        "language": [{"value": "fi", "count": 4}, {"value": "sv", "count": 4}, {"value": "en", "count": 1}],
+        "delivery_mode": [
+            {"value": "blended", "count": 4},
+            {"value": "online_self_paced", "count": 2},
+            {"value": "online_scheduled", "count": 1},
+        ],
+        "provider": [{"value": "sakky", "count": 4}, {"value": "kao", "count": 2}, {"value": "edupoli", "count": 1}],
+        "region": [
+            {"value": "Pohjois-Savo", "count": 4},
+            {"value": "Kainuu", "count": 2},
+            {"value": "Uusimaa", "count": 1},
+        ],
+    }
+    narrowed = await find(client, q="funktiot", status="published")
+    assert narrowed["facets"]["subject"] == [{"value": "mathematics", "count": 2}, {"value": "physics", "count": 2}]
+    assert narrowed["facets"]["language"] == [{"value": "fi", "count": 2}, {"value": "sv", "count": 2}]
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"subject": "finnish"}, {"B1", "B2"}),
+        ({"level": "vocational"}, {"C1", "C2"}),
+        ({"language": "sv"}, {"B1", "B2", "D1", "D2"}),
+        ({"language": "en", "status": "published"}, {"C1"}),
+        ({"delivery_mode": "online_self_paced"}, {"A1", "A2", "A3"}),
+        ({"provider": "sakky", "q": "fys"}, {"D1", "D2"}),
+        ({"region": "Kainuu"}, {"B1", "B2"}),
+        ({"academic_year": academic_year_of(TODAY + timedelta(LATE))}, {"D1"}),
+        ({"status": "draft"}, {"A3"}),
+        ({"status": "cancelled"}, {"C2"}),
+        ({"subject": "finnish", "region": "Uusimaa"}, set()),
+    ],
+)
+async def test_filters_narrow_the_match(client: httpx.AsyncClient, params: dict[str, Any], expected: set[str]) -> None:
+    result = await find(client, page_size=50, **params)
+    assert set(names(client, result)) == expected and result["total"] == len(expected)
+
+
+async def test_pages_cover_the_match_once_with_a_steady_total(client: httpx.AsyncClient) -> None:
+    seen: list[str] = []
+    for page in (1, 2, 3, 4, 5):
+        result = await find(client, page=page, page_size=2)
+        assert (result["total"], result["page"], result["page_size"]) == (9, page, 2)
+        seen += names(client, result)
+    assert len(seen) == 9 and set(seen) == set(client.ids)  # type: ignore[attr-defined]
+    beyond = await find(client, page=6, page_size=2)
+    assert (beyond["total"], beyond["items"]) == (9, [])
+    assert beyond["facets"]["provider"][0] == {"value": "sakky", "count": 5}
+
+
+async def test_sorting(client: httpx.AsyncClient) -> None:
+    published = {"status": "published", "page_size": 50}
+    assert names(client, await find(client, **published)) == ["B1", "A1", "C1", "A2", "B2", "D2", "D1"]
+    assert names(client, await find(client, sort="-start_date", **published)) == [
+        "D1",
+        "D2",
+        "B2",
+        "A2",
+        "C1",
+        "A1",
+        "B1",
+    ]
+    # titles folded: aidinkieli < fysiikka < matematiikka < tyoelaman; then by start
+    assert names(client, await find(client, sort="title", **published)) == ["B1", "B2", "D2", "D1", "A1", "A2", "C1"]
+    by_price = await find(client, sort="price", **published)
+    assert [i["member_price"] for i in by_price["items"]] == [
+        "50.00",
+        "80.00",
+        "80.00",
+        "120.00",
+        "120.00",
+        "120.00",
+        "200.00",
+    ]
+    assert names(client, by_price)[:3] == ["A2", "A1", "D1"]
+
+
+async def test_relevance_puts_title_matches_before_description_matches(client: httpx.AsyncClient) -> None:
+    result = await find(client, q="funktiot", sort="relevance", status="published")
+    assert names(client, result) == ["A1", "A2", "D2", "D1"]
+    assert names(client, await find(client, sort="relevance", status="published"))[0] == "B1"  # no q: by start
+
+
+async def test_open_now_means_published_and_enrolment_open_today(client: httpx.AsyncClient) -> None:
+    result = await find(client, open_now="true", page_size=50)
+    assert set(names(client, result)) == {"A1", "A2", "B1", "C1", "D1", "D2"}  # not the draft, B2 or the cancelled
+    for item in result["items"]:
+        assert item["status"] == "published"
+        assert item["enrolment_opens"] <= str(TODAY) <= item["enrolment_closes"]
+
+
+async def test_price_range_takes_the_member_price_inclusively(client: httpx.AsyncClient) -> None:
+    result = await find(client, min_price="80.00", max_price="120", page_size=50)
+    assert set(names(client, result)) == {"A1", "A3", "B1", "B2", "D1", "D2"}
+    assert {i["member_price"] for i in result["items"]} == {"80.00", "120.00"}
+    assert set(names(client, await find(client, min_price="120.01"))) == {"C1"}
+
+
+async def test_new_and_changed_offerings_show_at_once(client: httpx.AsyncClient) -> None:
+    before = await find(client, q="kirjallisuus")
+    assert before["total"] == 2
+    [b1] = [o for o in before["items"] if o["id"] == client.ids["B1"]]  # type: ignore[attr-defined]
+    await offering(client, b1["course_id"], publish=True, start_in_days=33)
+    assert (await find(client, q="kirjallisuus"))["total"] == 3
+    await client.patch(f"/courses/{b1['course_id']}", json={"titles": {"en": "Mother tongue and literature"}})
+    assert (await find(client, q="mother tongue"))["total"] == 3
+    assert (await find(client, q="kirjallisuus", subject="finnish"))["facets"]["subject"] == [
+        {"value": "finnish", "count": 3}
+    ]
+    await client.post(f"/offerings/{b1['id']}/cancel")
+    assert (await find(client, q="kirjallisuus", status="published"))["total"] == 2
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"page": 0}, "page"),
+        ({"page_size": 1000}, "page_size"),
+        ({"page_size": 0}, "page_size"),
+        ({"sort": "popularity"}, "sort"),
+        ({"min_price": "abc"}, "min_price"),
+        ({"max_price": "1.234"}, "max_price"),
+        ({"min_price": "-1"}, "min_price"),
+        ({"language": "de"}, "language"),
+        ({"delivery_mode": "by_post"}, "delivery_mode"),
+        ({"status": "archived"}, "status"),
+        ({"academic_year": "2026"}, "academic_year"),
+        ({"academic_year": "2026-2028"}, "2026-2028"),
+        ({"min_price": "100", "max_price": "50"}, "min_price"),
+        ({"open_now": "perhaps"}, "open_now"),
+        ({"q": "x" * 201}, "q"),
+    ],
+)
+async def test_bad_parameters_get_a_problem(client: httpx.AsyncClient, params: dict[str, Any], field: str) -> None:
+    response = await client.get("/offerings", params=params)
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["status"] == 422 and field in problem["detail"]
