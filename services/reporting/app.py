@@ -7,9 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.reporting.api import router
 from services.reporting.consumers import SUBSCRIPTIONS
+from services.reporting.rebuild import rebuild_if_stale
 from services.reporting.settings import Settings
 from services.reporting.tables import inbox
 from shared.db import make_engine
@@ -30,7 +32,20 @@ def build_api(settings: Settings) -> FastAPI:
     )
 
 
-def build_worker(settings: Settings) -> list[Coroutine[Any, Any, None]]:
-    return make_worker(
-        settings, make_engine(settings.database_url), outbox=None, inbox=inbox, subscriptions=SUBSCRIPTIONS
-    )
+def build_worker(settings: Settings, engine: AsyncEngine | None = None) -> list[Coroutine[Any, Any, None]]:
+    """The consumer of every event; it first rebuilds the read models if they are stale (see rebuild.py).
+
+    `engine`: the API's, when both run in one process (`python -m services.reporting all`).
+    """
+    engine = engine or make_engine(settings.database_url)
+    loops = make_worker(settings, engine, outbox=None, inbox=inbox, subscriptions=SUBSCRIPTIONS)
+    return [_after_rebuild_check(engine, loop) for loop in loops]
+
+
+async def _after_rebuild_check(engine: AsyncEngine, loop: Coroutine[Any, Any, None]) -> None:
+    try:
+        await rebuild_if_stale(engine)
+    except BaseException:
+        loop.close()
+        raise
+    await loop

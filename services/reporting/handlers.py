@@ -1,94 +1,331 @@
 """Projections: every event is stored, then folded into the read models it concerns.
 
-Each projection is idempotent (the consumer's inbox) and order-proof (the aggregate's `sequence`:
-an event older than what a read model holds changes nothing).
+Each projection is idempotent (the consumer's inbox; and the `sequence` rule below, so replays and
+rebuilds may run it again) and order-proof: an event whose `sequence` is not newer than what a state
+row holds changes nothing, and counters move only by the difference between an aggregate's old and
+new contribution (`domain.*_contribution`), i.e. only when its state actually changes.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, Mapping
+from decimal import Decimal
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.reporting import domain
-from services.reporting.tables import enrolment_states, event_store, offerings, participant_counts
-from shared.db import insert_ignoring_duplicates, upsert_if_newer
-from shared.events import Envelope, OfferingPublished
+from services.reporting.tables import (
+    billing_counts,
+    commitment_states,
+    credit_notes,
+    enrolment_states,
+    event_store,
+    home_provider_counts,
+    institutions,
+    invoices,
+    offering_counts,
+    offering_home_counts,
+    offerings,
+)
+from shared.db import upsert_if_newer
+from shared.events import (
+    CommitmentChargeable,
+    CommitmentCreated,
+    CreditNoteIssued,
+    EnrolmentCompleted,
+    EnrolmentWithdrawn,
+    Envelope,
+    InstitutionRegistered,
+    InvoiceIssued,
+    OfferingCancelled,
+    OfferingUpdated,
+)
+from shared.events.billing import CommitmentFacts
 from shared.events.enrolment import EnrolmentFacts
 
 Projection = Callable[[AsyncConnection, Envelope], Awaitable[None]]
 
 
-async def store_event(conn: AsyncConnection, event: Envelope) -> None:
-    await conn.execute(
-        insert_ignoring_duplicates(
-            conn,
-            event_store,
-            {
-                "event_id": event.id,
-                "type": event.type,
-                "subject": event.subject,
-                "sequence": event.sequence,
-                "time": event.time,
-                "envelope": event.to_json(),
-            },
-        )
+# Hot-path statements are built once per dialect and table and run with parameters: building an
+# INSERT … ON CONFLICT with literal values per event cost more CPU than the database work itself.
+
+
+def _dialect(conn: AsyncConnection) -> Any:
+    return postgresql if conn.dialect.name == "postgresql" else sqlite
+
+
+@functools.cache
+def _insert_ignoring(dialect: Any, table: sa.Table) -> sa.Insert:
+    return dialect.insert(table).on_conflict_do_nothing()
+
+
+@functools.cache
+def _counter_columns(table: sa.Table) -> tuple[str, ...]:
+    keys = {c.name for c in table.primary_key.columns}
+    return tuple(c.name for c in table.columns if isinstance(c.type, sa.BigInteger) and c.name not in keys)
+
+
+@functools.cache
+def _add_statement(dialect: Any, table: sa.Table) -> sa.Insert:
+    stmt = dialect.insert(table)
+    pk = [c.name for c in table.primary_key.columns]
+    return stmt.on_conflict_do_update(
+        index_elements=pk, set_={name: table.c[name] + stmt.excluded[name] for name in _counter_columns(table)}
     )
+
+
+async def insert_ignoring(conn: AsyncConnection, table: sa.Table, row: Mapping[str, Any]) -> bool:
+    """INSERT unless the key exists; True if the row was inserted."""
+    result = await conn.execute(_insert_ignoring(_dialect(conn), table), dict(row))
+    return bool(result.rowcount == 1)
+
+
+async def store_event(conn: AsyncConnection, event: Envelope) -> bool:
+    """Append the event to the event store; False if it is there already."""
+    row = {
+        "event_id": event.id,
+        "type": event.type,
+        "subject": event.subject,
+        "sequence": event.sequence,
+        "time": event.time,
+        "envelope": event.to_json(),
+    }
+    return await insert_ignoring(conn, event_store, row)
+
+
+async def add_to_counters(
+    conn: AsyncConnection, table: sa.Table, key: Mapping[str, Any], delta: Mapping[str, int]
+) -> None:
+    """Add `delta` to the counter row `key` (created at zero if missing), in one atomic statement."""
+    if not any(delta.values()):
+        return
+    params = {**key, **{name: delta.get(name, 0) for name in _counter_columns(table) if name not in key}}
+    await conn.execute(_add_statement(_dialect(conn), table), params)
+
+
+def _difference(new: Mapping[str, int], old: Mapping[str, int]) -> dict[str, int]:
+    return {name: new.get(name, 0) - old.get(name, 0) for name in set(new) | set(old)}
+
+
+# --- institutions and offerings -------------------------------------------------------------------
+
+
+async def project_institution(conn: AsyncConnection, event: Envelope) -> None:
+    data = InstitutionRegistered.model_validate(event.data)
+    values = {
+        "name": data.names.fi or data.names.sv or data.names.en or data.institution_id,
+        "member": data.member,
+        "region": data.region,
+        "municipality": data.municipality,
+    }
+    await upsert_if_newer(conn, institutions, {"id": data.institution_id}, event.sequence, values)
 
 
 async def project_offering(conn: AsyncConnection, event: Envelope) -> None:
-    data = OfferingPublished.model_validate(event.data)
-    values = {
+    """published/updated carry the whole offering: its details (by `info_version`) and status (by `version`)."""
+    data = OfferingUpdated.model_validate({"status": "published", **event.data})
+    info = {
         "provider_id": data.provider_id,
         "title": data.titles.fi or data.titles.sv or data.titles.en or data.offering_id,
         "subject": data.subject,
+        "level": data.level,
+        "credits": Decimal(data.credits),
         "academic_year": data.academic_year,
+        "start_date": data.start_date,
+        "end_date": data.end_date,
+        "period": domain.period_of(data.start_date),
+        "region": data.region,
         "max_participants": data.max_participants,
         "min_participants": data.min_participants,
-        "status": event.data.get("status", "published"),
     }
-    await upsert_if_newer(conn, offerings, {"id": data.offering_id}, event.sequence, values)
+    key, seq = data.offering_id, event.sequence
+    first = {"id": key, **info, "info_version": seq, "status": data.status, "version": seq}
+    if not await insert_ignoring(conn, offerings, first):
+        await conn.execute(
+            offerings.update()
+            .where(offerings.c.id == key, offerings.c.info_version < seq)
+            .values(info_version=seq, **info)
+        )
+        await conn.execute(
+            offerings.update()
+            .where(offerings.c.id == key, offerings.c.version < seq)
+            .values(status=data.status, version=seq)
+        )
+    # An offering appears in the participants report from its publication on, with zero counts.
+    zeros = dict.fromkeys(domain.ENROLMENT_COUNTERS, 0)
+    counts = {"offering_id": key, "provider_id": data.provider_id, "academic_year": data.academic_year, **zeros}
+    await insert_ignoring(conn, offering_counts, counts)
 
 
-async def _bump(conn: AsyncConnection, offering_id: str, home: str, status: str, year: str, delta: int) -> None:
-    key = {"offering_id": offering_id, "home_institution_id": home, "status": status}
-    await conn.execute(insert_ignoring_duplicates(conn, participant_counts, {**key, "academic_year": year, "count": 0}))
-    await conn.execute(
-        participant_counts.update()
-        .where(*(participant_counts.c[k] == v for k, v in key.items()))
-        .values(count=participant_counts.c.count + delta)
-    )
+async def project_offering_cancelled(conn: AsyncConnection, event: Envelope) -> None:
+    """Carries the offering's version; may arrive before the publication it cancels."""
+    data = OfferingCancelled.model_validate(event.data)
+    first = {
+        "id": data.offering_id,
+        "provider_id": data.provider_id,
+        "info_version": 0,
+        "status": "cancelled",
+        "version": event.sequence,
+    }
+    if not await insert_ignoring(conn, offerings, first):
+        await conn.execute(
+            offerings.update()
+            .where(offerings.c.id == data.offering_id, offerings.c.version < event.sequence)
+            .values(status="cancelled", version=event.sequence)
+        )
+
+
+# --- state rows with counters ---------------------------------------------------------------------
+
+
+@functools.cache
+def _advance_statement(dialect: Any, table: sa.Table, key: str, previous: tuple[tuple[str, str], ...]) -> sa.Insert:
+    stmt = dialect.insert(table)
+    kept = {prev for prev, _ in previous}
+    changes: dict[str, Any] = {prev: table.c[current] for prev, current in previous}  # the row as it was
+    changes.update({c.name: stmt.excluded[c.name] for c in table.columns if c.name != key and c.name not in kept})
+    return stmt.on_conflict_do_update(
+        index_elements=[key], set_=changes, where=table.c.version < stmt.excluded.version
+    ).returning(*(table.c[prev] for prev, _ in previous))
+
+
+async def advance_state(
+    conn: AsyncConnection, table: sa.Table, key: str, previous: tuple[tuple[str, str], ...], row: Mapping[str, Any]
+) -> tuple[bool, Any]:
+    """Write the aggregate's state row unless it holds this `version` or a newer one, in one statement.
+
+    Returns (changed, previous): `changed` is False for a stale or repeated event; `previous` is the
+    state the row held before (its `prev_*` columns, None for a new aggregate). An upsert rather than
+    SELECT … FOR UPDATE then write: one round trip, and atomic for competing consumers on PostgreSQL.
+    """
+    params = {**row, **{prev: None for prev, _ in previous}}
+    returned = (await conn.execute(_advance_statement(_dialect(conn), table, key, previous), params)).first()
+    if returned is None:
+        return False, None
+    return True, (None if returned[0] is None else returned)
+
+
+ENROLMENT_PREVIOUS = (("prev_status", "status"), ("prev_late", "late"), ("prev_credits_centi", "credits_centi"))
+COMMITMENT_PREVIOUS = (
+    ("prev_status", "status"),
+    ("prev_amount", "amount"),
+    ("prev_chargeable_amount", "chargeable_amount"),
+)
 
 
 async def project_enrolment(conn: AsyncConnection, event: Envelope) -> None:
-    """Move the enrolment to the status its newest event implies, keeping the counts in step."""
+    """Move the enrolment to the status its newest event implies, keeping every counter in step."""
     facts = EnrolmentFacts.model_validate(event.data)
-    status = domain.STATUS_BY_EVENT[event.routing_key]
-    old = (
-        await conn.execute(
-            sa.select(enrolment_states.c.status, enrolment_states.c.version)
-            .where(enrolment_states.c.enrolment_id == facts.enrolment_id)
-            .with_for_update()
-        )
-    ).first()
-    if old is not None and old.version >= event.sequence:
+    late, credits, grade = False, 0, None
+    if event.routing_key == "enrolment.withdrawn":
+        late = EnrolmentWithdrawn.model_validate(event.data).late
+    outcome = None
+    if event.routing_key == "enrolment.completed":
+        completed = EnrolmentCompleted.model_validate(event.data)
+        outcome, grade, credits = completed.outcome, completed.grade, domain.credits_centi(completed.credits_earned)
+    new = domain.EnrolmentState(domain.enrolment_status(event.routing_key, outcome), late, credits)
+    values = {
+        "offering_id": facts.offering_id,
+        "provider_id": facts.provider_id,
+        "home_institution_id": facts.home_institution_id,
+        "academic_year": facts.academic_year,
+        "student_ref": facts.student_ref,
+        "status": new.status,
+        "late": new.late,
+        "credits_centi": new.credits_centi,
+        "grade": grade,
+        "follow_up": domain.needs_follow_up(new),
+        "status_at": event.time,
+        "version": event.sequence,
+    }
+    row = {"enrolment_id": facts.enrolment_id, **values}
+    changed, previous = await advance_state(conn, enrolment_states, "enrolment_id", ENROLMENT_PREVIOUS, row)
+    if not changed:
         return
-    await upsert_if_newer(
+    old = None if previous is None else domain.EnrolmentState(*previous)
+    delta = _difference(domain.enrolment_contribution(new), domain.enrolment_contribution(old))
+    dims = {"provider_id": facts.provider_id, "academic_year": facts.academic_year}
+    await add_to_counters(conn, offering_counts, {"offering_id": facts.offering_id, **dims}, delta)
+    await add_to_counters(
         conn,
-        enrolment_states,
-        {"enrolment_id": facts.enrolment_id},
-        event.sequence,
-        {
-            "offering_id": facts.offering_id,
-            "home_institution_id": facts.home_institution_id,
-            "academic_year": facts.academic_year,
-            "status": status,
-        },
+        offering_home_counts,
+        {"offering_id": facts.offering_id, "home_institution_id": facts.home_institution_id, **dims},
+        delta,
     )
-    if old is not None:
-        await _bump(conn, facts.offering_id, facts.home_institution_id, old.status, facts.academic_year, -1)
-    await _bump(conn, facts.offering_id, facts.home_institution_id, status, facts.academic_year, +1)
+    await add_to_counters(conn, home_provider_counts, {"home_institution_id": facts.home_institution_id, **dims}, delta)
+
+
+async def project_commitment(conn: AsyncConnection, event: Envelope) -> None:
+    """Same rule for commitments, by the commitment's sequence; counters per (year, payee, payer)."""
+    facts = CommitmentFacts.model_validate(event.data)
+    chargeable = Decimal(0)
+    if event.routing_key == "commitment.created":
+        status = CommitmentCreated.model_validate(event.data).status
+    else:
+        status = domain.STATUS_BY_COMMITMENT_EVENT[event.routing_key]
+    if event.routing_key == "commitment.chargeable":
+        chargeable = CommitmentChargeable.model_validate(event.data).chargeable_amount
+    new = domain.CommitmentState(status, domain.to_cents(facts.amount), domain.to_cents(chargeable))
+    domain.commitment_contribution(new)  # refuses an unknown status before anything is written
+    values = {
+        "enrolment_id": facts.enrolment_id,
+        "offering_id": facts.offering_id,
+        "payer_id": facts.payer_id,
+        "payee_id": facts.payee_id,
+        "academic_year": facts.academic_year,
+        "amount": facts.amount,
+        "chargeable_amount": chargeable,
+        "status": status,
+        "version": event.sequence,
+    }
+    row = {"commitment_id": facts.commitment_id, **values}
+    changed, previous = await advance_state(conn, commitment_states, "commitment_id", COMMITMENT_PREVIOUS, row)
+    if not changed:
+        return
+    old = None
+    if previous is not None:
+        status, amount, charged = previous
+        old = domain.CommitmentState(status, domain.to_cents(amount), domain.to_cents(charged))
+    delta = _difference(domain.commitment_contribution(new), domain.commitment_contribution(old))
+    key = {"academic_year": facts.academic_year, "payee_id": facts.payee_id, "payer_id": facts.payer_id}
+    await add_to_counters(conn, billing_counts, key, delta)
+
+
+async def project_invoice(conn: AsyncConnection, event: Envelope) -> None:
+    """Invoices never change: one row each, counted by the year and time it was issued."""
+    data = InvoiceIssued.model_validate(event.data)
+    row = {
+        "invoice_id": data.invoice_id,
+        "number": data.number,
+        "payee_id": data.payee_id,
+        "payer_id": data.payer_id,
+        "total": data.total,
+        "commitment_count": len(data.commitment_ids),
+        "period_start": data.period_start,
+        "period_end": data.period_end,
+        "issued_at": event.time,
+        "academic_year": domain.academic_year_of(event.time),
+    }
+    await insert_ignoring(conn, invoices, row)
+
+
+async def project_credit_note(conn: AsyncConnection, event: Envelope) -> None:
+    data = CreditNoteIssued.model_validate(event.data)
+    row = {
+        "credit_note_id": data.credit_note_id,
+        "number": data.number,
+        "invoice_id": data.invoice_id,
+        "payee_id": data.payee_id,
+        "payer_id": data.payer_id,
+        "total": data.total,
+        "issued_at": event.time,
+        "academic_year": domain.academic_year_of(event.time),
+    }
+    await insert_ignoring(conn, credit_notes, row)
 
 
 def recorder(projections: Mapping[str, Projection]) -> Projection:

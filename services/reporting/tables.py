@@ -1,16 +1,28 @@
-"""Reporting tables: the event store and the read models projected from it."""
+"""Reporting tables: the event store, and the read models projected from it (all rebuildable).
+
+Three kinds of read model (see docs/decisions/007-reporting-read-models.md):
+- copies of reference data: `institutions`, `offerings`;
+- state rows, one per aggregate, holding its newest status and `version` (the event `sequence`):
+  `enrolment_states`, `commitment_states`, `invoices`, `credit_notes`;
+- counter rows keyed by report dimensions, moved by the projections whenever a state changes. Their
+  size is bounded by the catalogue and the number of institutions, never by the number of enrolments:
+  `offering_counts`, `offering_home_counts`, `home_provider_counts` (same enrolment counters at three
+  grains) and `billing_counts`.
+"""
 
 import sqlalchemy as sa
 
+from services.reporting.domain import BILLING_COUNTERS, ENROLMENT_COUNTERS
 from shared.bus import add_inbox_table
-from shared.db import UTCDateTime
+from shared.db import Cents, DecimalText, UTCDateTime
 
 metadata = sa.MetaData()
+BIG_ID = sa.BigInteger().with_variant(sa.Integer, "sqlite")
 
 event_store = sa.Table(
     "event_store",
     metadata,
-    sa.Column("position", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("position", BIG_ID, primary_key=True, autoincrement=True),
     sa.Column("event_id", sa.String(36), nullable=False, unique=True),
     sa.Column("type", sa.String(120), nullable=False),
     sa.Column("subject", sa.String(100), nullable=False),
@@ -19,39 +31,187 @@ event_store = sa.Table(
     sa.Column("envelope", sa.LargeBinary, nullable=False),
 )
 
+projection_state = sa.Table(
+    "projection_state",
+    metadata,
+    sa.Column("name", sa.String(40), primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("events", sa.BigInteger, nullable=False),
+    sa.Column("rebuilt_at", UTCDateTime, nullable=False),
+)
+
+# --- reference data -------------------------------------------------------------------------------
+
+institutions = sa.Table(
+    "institutions",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(300), nullable=False),
+    sa.Column("member", sa.Boolean, nullable=False),
+    sa.Column("region", sa.String(100), nullable=True),
+    sa.Column("municipality", sa.String(100), nullable=True),
+    sa.Column("version", sa.Integer, nullable=False),
+)
+
 offerings = sa.Table(
     "offerings",
     metadata,
     sa.Column("id", sa.String(36), primary_key=True),
     sa.Column("provider_id", sa.String(64), nullable=False),
-    sa.Column("title", sa.String(300), nullable=False),
-    sa.Column("subject", sa.String(100), nullable=False),
-    sa.Column("academic_year", sa.String(9), nullable=False, index=True),
-    sa.Column("max_participants", sa.Integer, nullable=False),
-    sa.Column("min_participants", sa.Integer, nullable=False),
+    # Known once offering.published/updated arrived (`info_version` > 0); a cancellation may come first.
+    sa.Column("title", sa.String(300), nullable=True),
+    sa.Column("subject", sa.String(100), nullable=True),
+    sa.Column("level", sa.String(100), nullable=True),
+    sa.Column("credits", DecimalText, nullable=True),
+    sa.Column("academic_year", sa.String(9), nullable=True),
+    sa.Column("start_date", sa.Date, nullable=True),
+    sa.Column("end_date", sa.Date, nullable=True),
+    sa.Column("period", sa.String(7), nullable=True),
+    sa.Column("region", sa.String(100), nullable=True),
+    sa.Column("max_participants", sa.Integer, nullable=True),
+    sa.Column("min_participants", sa.Integer, nullable=True),
+    sa.Column("info_version", sa.Integer, nullable=False),
     sa.Column("status", sa.String(20), nullable=False),
     sa.Column("version", sa.Integer, nullable=False),
+    sa.Index("ix_offerings_year_provider", "academic_year", "provider_id"),
+    sa.Index("ix_offerings_year_subject", "academic_year", "subject"),
 )
+
+# --- state rows -----------------------------------------------------------------------------------
 
 enrolment_states = sa.Table(
     "enrolment_states",
     metadata,
     sa.Column("enrolment_id", sa.String(36), primary_key=True),
     sa.Column("offering_id", sa.String(36), nullable=False),
+    sa.Column("provider_id", sa.String(64), nullable=False),
     sa.Column("home_institution_id", sa.String(64), nullable=False),
     sa.Column("academic_year", sa.String(9), nullable=False),
+    sa.Column("student_ref", sa.String(64), nullable=False),
     sa.Column("status", sa.String(30), nullable=False),
+    sa.Column("late", sa.Boolean, nullable=False),
+    sa.Column("credits_centi", sa.Integer, nullable=False),
+    sa.Column("grade", sa.String(20), nullable=True),
+    sa.Column("follow_up", sa.Boolean, nullable=False),
+    sa.Column("status_at", UTCDateTime, nullable=False),
     sa.Column("version", sa.Integer, nullable=False),
+    # the state before the newest change, returned by the same upsert that writes the new one
+    sa.Column("prev_status", sa.String(30), nullable=True),
+    sa.Column("prev_late", sa.Boolean, nullable=True),
+    sa.Column("prev_credits_centi", sa.Integer, nullable=True),
+    sa.Index("ix_enrolment_states_follow_up", "home_institution_id", "follow_up", "academic_year", "status_at"),
 )
 
-participant_counts = sa.Table(
-    "participant_counts",
+commitment_states = sa.Table(
+    "commitment_states",
+    metadata,
+    sa.Column("commitment_id", sa.String(36), primary_key=True),
+    sa.Column("enrolment_id", sa.String(36), nullable=False),
+    sa.Column("offering_id", sa.String(36), nullable=False),
+    sa.Column("payer_id", sa.String(64), nullable=False),
+    sa.Column("payee_id", sa.String(64), nullable=False),
+    sa.Column("academic_year", sa.String(9), nullable=False),
+    sa.Column("amount", Cents, nullable=False),
+    sa.Column("chargeable_amount", Cents, nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("prev_status", sa.String(20), nullable=True),
+    sa.Column("prev_amount", Cents, nullable=True),
+    sa.Column("prev_chargeable_amount", Cents, nullable=True),
+)
+
+invoices = sa.Table(
+    "invoices",
+    metadata,
+    sa.Column("invoice_id", sa.String(36), primary_key=True),
+    sa.Column("number", sa.String(40), nullable=False),
+    sa.Column("payee_id", sa.String(64), nullable=False),
+    sa.Column("payer_id", sa.String(64), nullable=False),
+    sa.Column("total", Cents, nullable=False),
+    sa.Column("commitment_count", sa.Integer, nullable=False),
+    sa.Column("period_start", sa.Date, nullable=False),
+    sa.Column("period_end", sa.Date, nullable=False),
+    sa.Column("issued_at", UTCDateTime, nullable=False),
+    sa.Column("academic_year", sa.String(9), nullable=False),
+    sa.Index("ix_invoices_year_issued", "academic_year", "issued_at"),
+    sa.Index("ix_invoices_issued", "issued_at"),
+)
+
+credit_notes = sa.Table(
+    "credit_notes",
+    metadata,
+    sa.Column("credit_note_id", sa.String(36), primary_key=True),
+    sa.Column("number", sa.String(40), nullable=False),
+    sa.Column("invoice_id", sa.String(36), nullable=False),
+    sa.Column("payee_id", sa.String(64), nullable=False),
+    sa.Column("payer_id", sa.String(64), nullable=False),
+    sa.Column("total", Cents, nullable=False),
+    sa.Column("issued_at", UTCDateTime, nullable=False),
+    sa.Column("academic_year", sa.String(9), nullable=False),
+    sa.Index("ix_credit_notes_year_issued", "academic_year", "issued_at"),
+    sa.Index("ix_credit_notes_issued", "issued_at"),
+)
+
+# --- counters -------------------------------------------------------------------------------------
+
+
+def _counters(names: tuple[str, ...]) -> list[sa.Column[int]]:
+    return [sa.Column(name, sa.BigInteger, nullable=False) for name in names]
+
+
+offering_counts = sa.Table(
+    "offering_counts",
+    metadata,
+    sa.Column("offering_id", sa.String(36), primary_key=True),
+    sa.Column("provider_id", sa.String(64), nullable=False),
+    sa.Column("academic_year", sa.String(9), nullable=False),
+    *_counters(ENROLMENT_COUNTERS),
+    sa.Index("ix_offering_counts_year_provider", "academic_year", "provider_id"),
+)
+
+offering_home_counts = sa.Table(
+    "offering_home_counts",
     metadata,
     sa.Column("offering_id", sa.String(36), primary_key=True),
     sa.Column("home_institution_id", sa.String(64), primary_key=True),
-    sa.Column("status", sa.String(30), primary_key=True),
-    sa.Column("academic_year", sa.String(9), nullable=False, index=True),
-    sa.Column("count", sa.Integer, nullable=False),
+    sa.Column("provider_id", sa.String(64), nullable=False),
+    sa.Column("academic_year", sa.String(9), nullable=False),
+    *_counters(ENROLMENT_COUNTERS),
+    sa.Index("ix_offering_home_counts_home", "home_institution_id", "academic_year"),
+    sa.Index("ix_offering_home_counts_year_provider", "academic_year", "provider_id"),
 )
+
+home_provider_counts = sa.Table(
+    "home_provider_counts",
+    metadata,
+    sa.Column("academic_year", sa.String(9), primary_key=True),
+    sa.Column("home_institution_id", sa.String(64), primary_key=True),
+    sa.Column("provider_id", sa.String(64), primary_key=True),
+    *_counters(ENROLMENT_COUNTERS),
+)
+
+billing_counts = sa.Table(
+    "billing_counts",
+    metadata,
+    sa.Column("academic_year", sa.String(9), primary_key=True),
+    sa.Column("payee_id", sa.String(64), primary_key=True),
+    sa.Column("payer_id", sa.String(64), primary_key=True),
+    *_counters(BILLING_COUNTERS),
+    sa.Index("ix_billing_counts_payer", "payer_id", "academic_year"),
+)
+
+ENROLMENT_COUNT_TABLES = (offering_counts, offering_home_counts, home_provider_counts)
+READ_MODELS = (
+    institutions,
+    offerings,
+    enrolment_states,
+    commitment_states,
+    invoices,
+    credit_notes,
+    *ENROLMENT_COUNT_TABLES,
+    billing_counts,
+    projection_state,
+)
+"""Everything `rebuild` clears and projects again from `event_store`."""
 
 inbox = add_inbox_table(metadata)

@@ -1,64 +1,687 @@
-"""Report queries over the read models."""
+"""Report queries over the read models.
+
+Every report reads counter rows (whose number depends on the catalogue and the institutions, not on
+the number of enrolments) plus the small reference tables; only the follow-up list reads per-enrolment
+rows, through an index on (home institution, follow-up flag, year). JSON answers are paginated;
+`page=None` returns every row (CSV and XLSX exports).
+"""
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.reporting import domain
-from services.reporting.tables import offerings, participant_counts
+from services.reporting.export import Column, Report
+from services.reporting.tables import (
+    billing_counts,
+    credit_notes,
+    enrolment_states,
+    home_provider_counts,
+    institutions,
+    invoices,
+    offering_counts,
+    offering_home_counts,
+    offerings,
+)
+from shared.errors import Invalid, NotFound
+from shared.http import Page
+
+PARTICIPANT_GROUPS = ("offering", "home_institution")
+COMPLETION_GROUPS = ("offering", "provider", "home_institution", "subject", "academic_year")
+SUPPLY_DIMENSIONS = ("subject", "level", "region", "academic_year", "period")
+MEASURES = ("offerings", "cancelled_offerings", "seats", "requests", "held", "waitlisted", "under_minimum")
+SUPPLY_DEFAULT = ("subject", "level", "region", "academic_year")
+NAMES_NOTE = (
+    "Students appear by their pseudonymous student_ref only: personal data stays in the enrolment service. "
+    "Names are resolved from /api/enrolments/{enrolment_id}, for this institution's staff."
+)
+PARTICIPANT_COLUMNS = (
+    Column("held", "int"),
+    Column("awaiting_commitment", "int"),
+    Column("confirmed", "int"),
+    Column("waitlisted", "int"),
+    Column("rejected", "int"),
+    Column("withdrawn", "int"),
+    Column("withdrawn_late", "int"),
+    Column("cancelled", "int"),
+    Column("completed", "int"),
+)
+COMPLETION_COLUMNS = (
+    Column("enrolments", "int"),
+    Column("passed", "int"),
+    Column("failed", "int"),
+    Column("interrupted", "int"),
+    Column("completed", "int"),
+    Column("completion_rate", "rate"),
+    Column("credits_earned", "decimal"),
+)
+MONEY_SIDE = (
+    ("commitments", "int"),
+    ("pending", "money"),
+    ("pending_count", "int"),
+    ("committed", "money"),
+    ("committed_count", "int"),
+    ("chargeable", "money"),
+    ("chargeable_count", "int"),
+    ("invoiced", "money"),
+    ("invoice_count", "int"),
+    ("credited", "money"),
+    ("credit_note_count", "int"),
+    ("voided", "money"),
+    ("voided_count", "int"),
+    ("rejected_count", "int"),
+)
 
 
-async def participants(
-    conn: AsyncConnection, *, academic_year: str | None, provider: str | None, offering_id: str | None
-) -> dict[str, Any]:
-    """Per offering: seats, held, confirmed, waitlisted, and the same by home institution."""
-    query = sa.select(
-        participant_counts.c.offering_id,
-        participant_counts.c.home_institution_id,
-        participant_counts.c.status,
-        participant_counts.c.count.label("n"),
-    ).where(participant_counts.c.count != 0)
-    if academic_year:
-        query = query.where(participant_counts.c.academic_year == academic_year)
-    if offering_id:
-        query = query.where(participant_counts.c.offering_id == offering_id)
-    by_offering: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    by_home: dict[str, dict[str, dict[str, int]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(int)))
-    for count_row in await conn.execute(query):
-        by_offering[count_row.offering_id][count_row.status] += count_row.n
-        by_home[count_row.offering_id][count_row.home_institution_id][count_row.status] += count_row.n
+@dataclass(frozen=True)
+class Filters:
+    academic_year: str | None = None
+    provider: str | None = None
+    offering_id: str | None = None
+    home_institution: str | None = None
+    subject: str | None = None
+    level: str | None = None
+    region: str | None = None
+    period: str | None = None
 
-    info_query = sa.select(offerings)
-    if academic_year:
-        info_query = info_query.where(offerings.c.academic_year == academic_year)
-    if provider:
-        info_query = info_query.where(offerings.c.provider_id == provider)
-    if offering_id:
-        info_query = info_query.where(offerings.c.id == offering_id)
-    info = {row.id: row for row in await conn.execute(info_query)}
+    def given(self) -> dict[str, str]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
 
-    ids = sorted(set(info) | (set() if provider else set(by_offering)))
+
+def _stem(*parts: str | None) -> str:
+    text = "-".join(p for p in parts if p)
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
+
+
+def _year_part(year: str | None) -> str:
+    return year or "all-years"
+
+
+def _paged(query: sa.Select[Any], page: Page | None) -> sa.Select[Any]:
+    return query if page is None else query.limit(page.page_size).offset(page.offset)
+
+
+def _page_meta(total: int, page: Page | None, count: int) -> dict[str, int]:
+    if page is None:
+        return {"total": total, "page": 1, "page_size": max(count, 1)}
+    return {"total": total, "page": page.page, "page_size": page.page_size}
+
+
+def _sums(table: sa.Table) -> list[sa.ColumnElement[Any]]:
+    return [sa.func.coalesce(sa.func.sum(table.c[name]), 0).label(name) for name in domain.ENROLMENT_COUNTERS]
+
+
+def _counts(row: Any) -> dict[str, int]:
+    mapping = row._mapping
+    return {name: int(mapping[name] or 0) for name in domain.ENROLMENT_COUNTERS}
+
+
+async def _scalar_int(conn: AsyncConnection, query: sa.Select[Any]) -> int:
+    return int((await conn.execute(query)).scalar_one() or 0)
+
+
+async def _count_rows(conn: AsyncConnection, query: sa.Select[Any]) -> int:
+    return await _scalar_int(conn, sa.select(sa.func.count()).select_from(query.order_by(None).subquery()))
+
+
+async def _institution_names(conn: AsyncConnection, ids: Sequence[str]) -> dict[str, str]:
+    if not ids:
+        return {}
+    rows = await conn.execute(sa.select(institutions.c.id, institutions.c.name).where(institutions.c.id.in_(ids)))
+    return {row.id: row.name for row in rows}
+
+
+def _enrolment_filters(table: sa.Table, f: Filters) -> list[sa.ColumnElement[bool]]:
+    where: list[sa.ColumnElement[bool]] = []
+    if f.academic_year:
+        where.append(table.c.academic_year == f.academic_year)
+    if f.provider:
+        where.append(table.c.provider_id == f.provider)
+    if f.offering_id is not None and "offering_id" in table.c:
+        where.append(table.c.offering_id == f.offering_id)
+    if f.home_institution is not None and "home_institution_id" in table.c:
+        where.append(table.c.home_institution_id == f.home_institution)
+    return where
+
+
+def _counter_table(*, offering: bool, home: bool) -> sa.Table:
+    """The smallest counter table that has the dimensions a report needs."""
+    if offering:
+        return offering_home_counts if home else offering_counts
+    return home_provider_counts
+
+
+# --- participants ---------------------------------------------------------------------------------
+
+
+async def participants(conn: AsyncConnection, f: Filters, group_by: str, page: Page | None) -> Report:
+    """Per offering: seats, held, counts by status, and by home institution; or per home institution."""
+    domain.check_academic_year(f.academic_year)
+    if group_by not in PARTICIPANT_GROUPS:
+        raise Invalid(f"group_by {group_by!r} is not one of {', '.join(PARTICIPANT_GROUPS)}.")
+    if group_by == "home_institution":
+        return await _participants_by_home(conn, f, page)
+    src = _counter_table(offering=True, home=f.home_institution is not None)
+    where = _enrolment_filters(src, f)
+    joined = src.outerjoin(offerings, offerings.c.id == src.c.offering_id)
+    query = (
+        sa.select(
+            src.c.offering_id,
+            src.c.provider_id,
+            src.c.academic_year,
+            offerings.c.title,
+            offerings.c.status,
+            offerings.c.max_participants,
+            offerings.c.min_participants,
+            *[src.c[name] for name in domain.ENROLMENT_COUNTERS],
+        )
+        .select_from(joined)
+        .where(*where)
+        .order_by(src.c.academic_year, src.c.provider_id, sa.func.coalesce(offerings.c.title, ""), src.c.offering_id)
+    )
+    rows = (await conn.execute(_paged(query, page))).all()
+    totals_row = (await conn.execute(sa.select(sa.func.count().label("rows"), *_sums(src)).where(*where))).one()
+    total = int(totals_row.rows)  # one row per offering in either counter table under these filters
+
+    breakdown: dict[str, dict[str, dict[str, int]]] = defaultdict(dict)
+    if rows:
+        pairs = offering_home_counts
+        if page is None:  # an export: every pair under the same filters
+            pair_where = _enrolment_filters(pairs, f)
+        else:  # this page's offerings, by the primary key
+            pair_where = [pairs.c.offering_id.in_([row.offering_id for row in rows])]
+            if f.home_institution is not None:
+                pair_where.append(pairs.c.home_institution_id == f.home_institution)
+        wanted = [pairs.c.offering_id, pairs.c.home_institution_id, *(pairs.c[n] for n in domain.PARTICIPANT_COUNTERS)]
+        pair_rows = await conn.execute(
+            sa.select(*wanted).where(*pair_where).order_by(pairs.c.offering_id, pairs.c.home_institution_id)
+        )
+        for offering_id, home, *pair_counts in pair_rows:
+            breakdown[offering_id][home] = domain.participant_row_of(pair_counts)
+
     items = []
-    for oid in ids:
-        row: Any = info.get(oid)
+    for row in rows:
+        counts = _counts(row)
         items.append(
             {
-                "offering_id": oid,
-                "title": row.title if row else None,
-                "provider_id": row.provider_id if row else None,
-                "academic_year": row.academic_year if row else None,
-                "max_participants": row.max_participants if row else None,
-                **domain.participant_row(by_offering.get(oid, {})),
-                "by_home_institution": {
-                    home: domain.participant_row(counts) for home, counts in sorted(by_home.get(oid, {}).items())
-                },
+                "offering_id": row.offering_id,
+                "title": row.title,
+                "provider_id": row.provider_id,
+                "academic_year": row.academic_year,
+                "status": row.status,
+                "seats": row.max_participants,
+                "max_participants": row.max_participants,
+                "min_participants": row.min_participants,
+                **domain.participant_row(counts),
+                "requests": counts["requests"],
+                "by_home_institution": breakdown.get(row.offering_id, {}),
             }
         )
-    totals = domain.participant_row(
-        {s: sum(by_offering[o].get(s, 0) for o in ids if o in by_offering) for s in domain.PARTICIPANT_STATUSES}
+    body = {
+        "report": "participants",
+        "group_by": "offering",
+        "academic_year": f.academic_year,
+        "filters": f.given(),
+        "totals": {**domain.participant_row(_counts(totals_row)), "requests": _counts(totals_row)["requests"]},
+        **_page_meta(total, page, len(items)),
+        "items": items,
+    }
+    columns = (
+        Column("offering_id"),
+        Column("title"),
+        Column("provider_id"),
+        Column("academic_year"),
+        Column("status"),
+        Column("seats", "int"),
+        Column("min_participants", "int"),
+        *PARTICIPANT_COLUMNS,
+        Column("requests", "int"),
+        Column("by_home_institution", "breakdown"),
     )
-    return {"academic_year": academic_year, "totals": totals, "items": items}
+    return Report("participants", body, columns, items, _stem("participants", _year_part(f.academic_year)))
+
+
+async def _participants_by_home(conn: AsyncConnection, f: Filters, page: Page | None) -> Report:
+    """Per home institution: its students in *other* institutions' courses."""
+    src = _counter_table(offering=f.offering_id is not None, home=True)
+    where = [*_enrolment_filters(src, f), src.c.provider_id != src.c.home_institution_id]
+    home = src.c.home_institution_id
+    query = (
+        sa.select(home.label("home_institution_id"), sa.func.count(sa.distinct(src.c.provider_id)).label("providers"))
+        .add_columns(*_sums(src))
+        .where(*where)
+        .group_by(home)
+        .order_by(home)
+    )
+    rows = (await conn.execute(_paged(query, page))).all()
+    total = await _count_rows(conn, sa.select(home).where(*where).group_by(home))
+    totals_row = (await conn.execute(sa.select(*_sums(src)).where(*where))).one()
+    names = await _institution_names(conn, [row.home_institution_id for row in rows])
+    items = [
+        {
+            "home_institution_id": row.home_institution_id,
+            "name": names.get(row.home_institution_id),
+            "providers": int(row.providers),
+            **domain.participant_row(_counts(row)),
+            "requests": _counts(row)["requests"],
+        }
+        for row in rows
+    ]
+    body = {
+        "report": "participants",
+        "group_by": "home_institution",
+        "academic_year": f.academic_year,
+        "filters": f.given(),
+        "totals": {**domain.participant_row(_counts(totals_row)), "requests": _counts(totals_row)["requests"]},
+        **_page_meta(total, page, len(items)),
+        "items": items,
+    }
+    columns = (
+        Column("home_institution_id"),
+        Column("name"),
+        Column("providers", "int"),
+        *PARTICIPANT_COLUMNS,
+        Column("requests", "int"),
+    )
+    stem = _stem("participants-by-home-institution", _year_part(f.academic_year))
+    return Report("participants", body, columns, items, stem)
+
+
+# --- completions ----------------------------------------------------------------------------------
+
+
+async def completions(conn: AsyncConnection, f: Filters, group_by: str, page: Page | None) -> Report:
+    """Passed / failed / interrupted, completion rate and credits earned, grouped by one dimension."""
+    domain.check_academic_year(f.academic_year)
+    if group_by not in COMPLETION_GROUPS:
+        raise Invalid(f"group_by {group_by!r} is not one of {', '.join(COMPLETION_GROUPS)}.")
+    needs_offering = group_by in ("offering", "subject") or f.offering_id is not None or f.subject is not None
+    needs_home = group_by == "home_institution" or f.home_institution is not None
+    src = _counter_table(offering=needs_offering, home=needs_home)
+    where = _enrolment_filters(src, f)
+    source: sa.FromClause = src
+    if group_by == "subject" or f.subject is not None:
+        source = src.outerjoin(offerings, offerings.c.id == src.c.offering_id)
+        if f.subject is not None:
+            where.append(offerings.c.subject == f.subject)
+    key_name = {
+        "offering": "offering_id",
+        "provider": "provider_id",
+        "home_institution": "home_institution_id",
+        "subject": "subject",
+        "academic_year": "academic_year",
+    }[group_by]
+    key_column = offerings.c.subject if group_by == "subject" else src.c[key_name]
+    sort_key = sa.func.coalesce(key_column, "")
+    query = (
+        sa.select(key_column.label("key"))
+        .add_columns(*_sums(src))
+        .select_from(source)
+        .where(*where)
+        .group_by(key_column)
+        .having(sa.func.sum(src.c.requests) > 0)
+        .order_by(sort_key)
+    )
+    rows = (await conn.execute(_paged(query, page))).all()
+    total = await _count_rows(
+        conn,
+        sa.select(key_column)
+        .select_from(source)
+        .where(*where)
+        .group_by(key_column)
+        .having(sa.func.sum(src.c.requests) > 0),
+    )
+    totals_row = (await conn.execute(sa.select(*_sums(src)).select_from(source).where(*where))).one()
+
+    keys = [row.key for row in rows]
+    labels: dict[str, Any] = {}
+    if group_by in ("provider", "home_institution"):
+        labels = await _institution_names(conn, keys)
+    elif group_by == "offering" and keys:
+        info = await conn.execute(
+            sa.select(offerings.c.id, offerings.c.title, offerings.c.subject).where(offerings.c.id.in_(keys))
+        )
+        labels = {row.id: row for row in info}
+    items = []
+    for row in rows:
+        item: dict[str, Any] = {key_name: row.key}
+        if group_by == "offering":
+            info_row = labels.get(row.key)
+            item["title"] = info_row.title if info_row else None
+            item["subject"] = info_row.subject if info_row else None
+        elif group_by in ("provider", "home_institution"):
+            item["name"] = labels.get(row.key)
+        item.update(domain.completion_row(_counts(row)))
+        items.append(item)
+    body = {
+        "report": "completions",
+        "group_by": group_by,
+        "academic_year": f.academic_year,
+        "filters": f.given(),
+        "totals": domain.completion_row(_counts(totals_row)),
+        **_page_meta(total, page, len(items)),
+        "items": items,
+    }
+    label_columns: tuple[Column, ...] = ()
+    if group_by == "offering":
+        label_columns = (Column("title"), Column("subject"))
+    elif group_by in ("provider", "home_institution"):
+        label_columns = (Column("name"),)
+    columns = (Column(key_name), *label_columns, *COMPLETION_COLUMNS)
+    stem = _stem("completions-by", group_by.replace("_", "-"), _year_part(f.academic_year))
+    return Report("completions", body, columns, items, stem)
+
+
+# --- billing --------------------------------------------------------------------------------------
+
+
+def _period_bounds(period_start: date | None, period_end: date | None) -> tuple[datetime | None, datetime | None]:
+    if period_start and period_end and period_end < period_start:
+        raise Invalid(f"period_end {period_end} is before period_start {period_start}.")
+    start = datetime.combine(period_start, time(), UTC) if period_start else None
+    end = datetime.combine(period_end + timedelta(days=1), time(), UTC) if period_end else None
+    return start, end
+
+
+async def _per_side(
+    conn: AsyncConnection,
+    table: sa.Table,
+    measures: Sequence[tuple[str, sa.ColumnElement[Any]]],
+    where: Sequence[sa.ColumnElement[bool]],
+    institution: str | None,
+) -> list[tuple[str, str | None, dict[str, int]]]:
+    """Sums per payee (`as_provider`), per payer (`as_home`) and in all (`totals`), in one round trip."""
+
+    def part(side: str, key: Any, condition: sa.ColumnElement[bool] | None) -> sa.Select[Any]:
+        conditions = [*where, *([condition] if condition is not None else [])]
+        query = sa.select(sa.literal(side).label("side"), key.label("institution"), *(e.label(n) for n, e in measures))
+        query = query.where(*conditions)
+        return query.group_by(key) if side != "totals" else query
+
+    payee, payer = table.c.payee_id, table.c.payer_id
+    mine = institution is not None
+    union = sa.union_all(
+        part("as_provider", payee, payee == institution if mine else None),
+        part("as_home", payer, payer == institution if mine else None),
+        part("totals", sa.null(), sa.or_(payee == institution, payer == institution) if mine else None),
+    )
+    result = []
+    for side, inst, *values in await conn.execute(union):
+        result.append((side, inst, {name: int(v or 0) for (name, _), v in zip(measures, values, strict=True)}))
+    return result
+
+
+async def billing(
+    conn: AsyncConnection,
+    f: Filters,
+    institution: str | None,
+    period_start: date | None,
+    period_end: date | None,
+    page: Page | None,
+) -> Report:
+    """Per institution: owed to it (as provider) and owed by it (as home); money exact to the cent.
+
+    Reads the (year, payee, payer) counter rows and the invoices and credit notes, summed in SQL per
+    side: the answer's cost depends on the number of institutions, not of commitments.
+    """
+    domain.check_academic_year(f.academic_year)
+    bounds = _period_bounds(period_start, period_end)
+    sides: dict[str, dict[str, dict[str, int]]] = defaultdict(lambda: {"as_provider": {}, "as_home": {}})
+    totals: dict[str, int] = {}
+
+    def collect(rows: list[tuple[str, str | None, dict[str, int]]]) -> None:
+        for side, inst, values in rows:
+            if side == "totals":
+                totals.update(values)
+            elif inst is not None:
+                sides[inst][side].update(values)
+
+    year_where = [billing_counts.c.academic_year == f.academic_year] if f.academic_year else []
+    measures = [(n, sa.func.sum(billing_counts.c[n])) for n in domain.BILLING_COUNTERS]
+    collect(await _per_side(conn, billing_counts, measures, year_where, institution))
+    documents = ((invoices, "invoice_count", "invoiced_cents"), (credit_notes, "credit_note_count", "credited_cents"))
+    for table, count_key, cents_key in documents:
+        where = [table.c.academic_year == f.academic_year] if f.academic_year else []
+        if bounds[0] is not None:
+            where.append(table.c.issued_at >= bounds[0])
+        if bounds[1] is not None:
+            where.append(table.c.issued_at < bounds[1])
+        # Sum raw integer cents: `total` is a Cents column, and the sum must stay an exact integer.
+        cents = sa.func.sum(sa.type_coerce(table.c.total, sa.BigInteger))
+        collect(await _per_side(conn, table, [(count_key, sa.func.count()), (cents_key, cents)], where, institution))
+
+    ids = sorted(sides)
+    total = len(ids)
+    if page is not None:
+        ids = ids[page.offset : page.offset + page.page_size]
+    names = await _institution_names(conn, ids)
+    items = [
+        {
+            "institution_id": inst,
+            "name": names.get(inst),
+            "as_provider": domain.billing_side(sides[inst]["as_provider"]),
+            "as_home": domain.billing_side(sides[inst]["as_home"]),
+        }
+        for inst in ids
+    ]
+    filters = {**f.given(), **({"institution": institution} if institution else {})}
+    if period_start:
+        filters["period_start"] = period_start.isoformat()
+    if period_end:
+        filters["period_end"] = period_end.isoformat()
+    body = {
+        "report": "billing",
+        "academic_year": f.academic_year,
+        "filters": filters,
+        "notes": (
+            "Commitments count in the academic year of their enrolment; invoices and credit notes in the year and "
+            "period (UTC dates) in which they were issued."
+        ),
+        "totals": domain.billing_side(totals),
+        **_page_meta(total, page, len(items)),
+        "items": items,
+    }
+    columns = (
+        Column("institution_id"),
+        Column("name"),
+        *(Column(f"as_provider.{key}", kind) for key, kind in MONEY_SIDE),  # type: ignore[arg-type]
+        *(Column(f"as_home.{key}", kind) for key, kind in MONEY_SIDE),  # type: ignore[arg-type]
+    )
+    stem = _stem("billing", institution, _year_part(f.academic_year))
+    return Report("billing", body, columns, items, stem)
+
+
+# --- supply and demand ----------------------------------------------------------------------------
+
+
+def parse_dimensions(group_by: str | None) -> tuple[str, ...]:
+    if not group_by:
+        return SUPPLY_DEFAULT
+    chosen = tuple(dict.fromkeys(part.strip() for part in group_by.split(",") if part.strip()))
+    unknown = [d for d in chosen if d not in SUPPLY_DIMENSIONS]
+    if unknown or not chosen:
+        raise Invalid(f"group_by {group_by!r}: choose one or more of {', '.join(SUPPLY_DIMENSIONS)}, comma-separated.")
+    return chosen
+
+
+async def supply_demand(conn: AsyncConnection, f: Filters, group_by: str | None, page: Page | None) -> Report:
+    """Per subject, level, region (the provider's), academic year and period (start month)."""
+    domain.check_academic_year(f.academic_year)
+    dims = parse_dimensions(group_by)
+    region = sa.func.coalesce(institutions.c.region, offerings.c.region)
+    dimension = {
+        "subject": offerings.c.subject,
+        "level": offerings.c.level,
+        "region": region,
+        "academic_year": offerings.c.academic_year,
+        "period": offerings.c.period,
+    }
+    active = offerings.c.status != "cancelled"
+    held = sa.func.coalesce(offering_counts.c.awaiting_commitment, 0) + sa.func.coalesce(offering_counts.c.confirmed, 0)
+    at_risk = sa.and_(offerings.c.status.in_(domain.AT_RISK_STATUSES), held < offerings.c.min_participants)
+
+    def when(condition: sa.ColumnElement[bool], value: Any) -> sa.ColumnElement[Any]:
+        return sa.func.coalesce(sa.func.sum(sa.case((condition, value), else_=0)), 0)
+
+    measures = [
+        when(active, 1).label("offerings"),
+        when(sa.not_(active), 1).label("cancelled_offerings"),
+        when(active, offerings.c.max_participants).label("seats"),
+        sa.func.coalesce(sa.func.sum(offering_counts.c.requests), 0).label("requests"),
+        when(active, held).label("held"),
+        when(active, sa.func.coalesce(offering_counts.c.waitlisted, 0)).label("waitlisted"),
+        when(at_risk, 1).label("under_minimum"),
+    ]
+    source = offerings.outerjoin(offering_counts, offering_counts.c.offering_id == offerings.c.id).outerjoin(
+        institutions, institutions.c.id == offerings.c.provider_id
+    )
+    where: list[sa.ColumnElement[bool]] = [offerings.c.info_version > 0]
+    for name, value in (
+        ("academic_year", f.academic_year),
+        ("subject", f.subject),
+        ("level", f.level),
+        ("region", f.region),
+        ("period", f.period),
+    ):
+        if value is not None:
+            where.append(dimension[name] == value)
+    if f.provider is not None:
+        where.append(offerings.c.provider_id == f.provider)
+    keys = [dimension[d].label(d) for d in dims]
+    grouping = [dimension[d] for d in dims]
+    query = (
+        sa.select(*keys, *measures)
+        .select_from(source)
+        .where(*where)
+        .group_by(*grouping)
+        .order_by(*(sa.func.coalesce(g, "") for g in grouping))
+    )
+    rows = (await conn.execute(_paged(query, page))).all()
+    total = await _count_rows(conn, sa.select(*grouping).select_from(source).where(*where).group_by(*grouping))
+    totals_row = (await conn.execute(sa.select(*measures).select_from(source).where(*where))).one()
+
+    def line(row: Any) -> dict[str, Any]:
+        m = {
+            name: int(row._mapping[name] or 0)
+            for name in ("offerings", "cancelled_offerings", "seats", "requests", "held", "waitlisted", "under_minimum")
+        }
+        return {
+            "offerings": m["offerings"],
+            "seats": m["seats"],
+            "requests": m["requests"],
+            "held": m["held"],
+            "fill_rate": domain.rate(m["held"], m["seats"]),
+            "waitlisted": m["waitlisted"],
+            "under_minimum": m["under_minimum"],
+            "cancelled_offerings": m["cancelled_offerings"],
+        }
+
+    items = [{**{d: row._mapping[d] for d in dims}, **line(row)} for row in rows]
+    body = {
+        "report": "supply-demand",
+        "group_by": list(dims),
+        "academic_year": f.academic_year,
+        "filters": f.given(),
+        "notes": (
+            "offerings and seats count published offerings that are not cancelled; requests count every enrolment "
+            "ever made (waitlisted ones too); waitlisted is the unmet demand now; under_minimum counts open "
+            "offerings holding fewer seats than their min_participants (at risk of cancellation)."
+        ),
+        "totals": line(totals_row),
+        **_page_meta(total, page, len(items)),
+        "items": items,
+    }
+    columns = (
+        *(Column(d) for d in dims),
+        Column("offerings", "int"),
+        Column("seats", "int"),
+        Column("requests", "int"),
+        Column("held", "int"),
+        Column("fill_rate", "rate"),
+        Column("waitlisted", "int"),
+        Column("under_minimum", "int"),
+        Column("cancelled_offerings", "int"),
+    )
+    return Report("supply-demand", body, columns, items, _stem("supply-demand", _year_part(f.academic_year)))
+
+
+# --- follow-up ------------------------------------------------------------------------------------
+
+
+async def follow_up(conn: AsyncConnection, institution_id: str, f: Filters, page: Page | None) -> Report:
+    """A home institution's failed, interrupted and late-withdrawn enrolments, newest first."""
+    domain.check_academic_year(f.academic_year)
+    es = enrolment_states
+    where = [es.c.home_institution_id == institution_id, es.c.follow_up == sa.true()]
+    if f.academic_year:
+        where.append(es.c.academic_year == f.academic_year)
+    if f.provider:
+        where.append(es.c.provider_id == f.provider)
+    query = (
+        sa.select(es, offerings.c.title)
+        .select_from(es.outerjoin(offerings, offerings.c.id == es.c.offering_id))
+        .where(*where)
+        .order_by(es.c.status_at.desc(), es.c.enrolment_id)
+    )
+    rows = (await conn.execute(_paged(query, page))).all()
+    total = await _scalar_int(conn, sa.select(sa.func.count()).select_from(es).where(*where))
+    if total == 0:
+        known = (await conn.execute(sa.select(institutions.c.id).where(institutions.c.id == institution_id))).first()
+        has_students = (
+            await conn.execute(sa.select(es.c.enrolment_id).where(es.c.home_institution_id == institution_id).limit(1))
+        ).first()
+        if known is None and has_students is None:
+            raise NotFound(
+                f"Institution {institution_id!r} is not known to reporting: no institution event and no enrolment "
+                "of its students has arrived. Check the id (a slug such as `sakky`)."
+            )
+    items = [
+        {
+            "enrolment_id": row.enrolment_id,
+            "student_ref": row.student_ref,
+            "offering_id": row.offering_id,
+            "offering_title": row.title,
+            "provider_id": row.provider_id,
+            "academic_year": row.academic_year,
+            "status": row.status,
+            "reason": "late_withdrawal" if row.status == "withdrawn" else row.status,
+            "late": row.late,
+            "grade": row.grade,
+            "date": row.status_at.date().isoformat(),
+            "enrolment_url": f"/api/enrolments/{row.enrolment_id}",
+        }
+        for row in rows
+    ]
+    body = {
+        "report": "follow-up",
+        "institution_id": institution_id,
+        "academic_year": f.academic_year,
+        "filters": f.given(),
+        "personal_data": NAMES_NOTE,
+        **_page_meta(total, page, len(items)),
+        "items": items,
+    }
+    columns = (
+        Column("enrolment_id"),
+        Column("student_ref"),
+        Column("offering_id"),
+        Column("offering_title"),
+        Column("provider_id"),
+        Column("academic_year"),
+        Column("status"),
+        Column("reason"),
+        Column("late", "bool"),
+        Column("grade"),
+        Column("date", "date"),
+        Column("enrolment_url"),
+    )
+    stem = _stem("follow-up", institution_id, _year_part(f.academic_year))
+    return Report("follow-up", body, columns, items, stem)
