@@ -150,7 +150,7 @@ up() {
   done
   # Workers first: they declare their queues, so nothing published is unroutable.
   for s in "${SERVICES[@]}"; do start_one "$s" worker; done
-  for s in "${SERVICES[@]}"; do start_one "$s" api; done
+  if [ "$PROCESSES" = split ]; then for s in "${SERVICES[@]}"; do start_one "$s" api; done; fi
   start_gateway
   wait_ready || { status; exit 1; }
   if [ "${TARJOTIN_DEMO:-1}" = 1 ]; then
