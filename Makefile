@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run stop status test test-unit test-sqlite test-postgres lint bench venv clean
+.PHONY: run stop status test test-unit lint bench chaos venv clean
 
 run:            ## install what is missing, start RabbitMQ, 4 services, their workers, nginx; load demo data
 	bash scripts/tarjotin.sh up
@@ -35,3 +35,7 @@ clean: stop
 bench: venv     ## the floor and the system under load, SQLite and PostgreSQL; prints a table, writes JSON
 	bash scripts/bootstrap.sh all
 	$(PY) -m bench.run
+
+chaos: venv     ## the full chaos burst: 10,000 enrolments while services are SIGKILLed and RabbitMQ restarts
+	bash scripts/bootstrap.sh all
+	TARJOTIN_CHAOS_N=10000 $(PY) -m pytest -q tests/e2e/test_chaos.py -k sigkill

@@ -99,6 +99,22 @@ class System:
     def start(self, service: str, role: str) -> None:
         self.script("start", service, role)
 
+    async def wait_ready(self, timeout: float = 60) -> None:
+        """Every service answers /ready through the gateway (after restarts)."""
+        async with httpx.AsyncClient(base_url=self.url, timeout=5) as client:
+
+            async def all_ready() -> bool:
+                for prefix in ("catalogue", "enrolments", "billing", "reports"):
+                    try:
+                        response = await client.get(f"/api/{prefix}/ready")
+                    except httpx.TransportError:
+                        return False
+                    if response.status_code != 200:
+                        return False
+                return True
+
+            await eventually(all_ready, timeout=timeout, interval=0.3)
+
     def client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.url, timeout=30)
 
