@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import random
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 SEED = 2026
@@ -34,6 +36,67 @@ PRICE_PAIRS = (("120.00", "150.00"), ("150.00", "190.00"), ("90.00", "115.00"), 
 DELIVERY_MODES = ("online_self_paced", "online_scheduled", "blended")
 
 Item = dict[str, Any]
+CENT = Decimal("0.01")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A counsellor of the home institution accepts or rejects the commitment of one enrolment by hand."""
+
+    enrolment: str  # the enrolment's key
+    accept: bool
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Withdrawal:
+    """A confirmed student withdraws: free before the free-cancellation deadline, charged after it (`late`)."""
+
+    enrolment: str
+    late: bool
+
+
+@dataclass(frozen=True)
+class Result:
+    """The provider records the result of a confirmed enrolment."""
+
+    enrolment: str
+    outcome: str  # passed, failed or interrupted
+    grade: str | None = None
+    credits: str | None = None
+
+    def body(self) -> dict[str, Any]:
+        """The body of `POST /api/enrolments/{id}/result`."""
+        body: dict[str, Any] = {"outcome": self.outcome}
+        if self.grade is not None:
+            body["grade"] = self.grade
+        if self.credits is not None:
+            body["credits"] = self.credits
+        return body
+
+
+@dataclass(frozen=True)
+class Story:
+    """What the demo does after loading, so that every part of the network's rules shows up in the data.
+
+    In this order: set the `policies` (institution id → body of `PUT /api/billing/policies/{id}`), enrol the
+    `enrolments`, make the `decisions` (a rejection in the full small offering promotes `promoted` from its
+    waitlist), the `withdrawals`, record the `results`, cancel the offering `cancelled` (which has enrolments), and
+    run the invoices of `invoice_run` (a body plus its `key`). References are keys, as elsewhere.
+    """
+
+    manual_school: str  # a member in manual mode: its commitments wait for a counsellor
+    budget_school: str  # a member in automatic mode whose yearly budget runs out
+    policies: dict[str, dict[str, Any]]
+    enrolments: list[Item]
+    decisions: list[Decision]
+    promoted: list[str]
+    withdrawals: list[Withdrawal]
+    results: list[Result]
+    late_offering: str  # started, free-cancellation deadline past, enrolment still open
+    cancelled: str
+    cancel_reason: str
+    invoice_run: Item
 
 
 @dataclass(frozen=True)
@@ -45,11 +108,17 @@ class DemoData:
     courses: list[Item]
     offerings: list[Item]
     enrolments: list[Item]
+    story: Story | None = None
     _by_key: dict[str, Item] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        for item in (*self.courses, *self.offerings):
+        story_enrolments = self.story.enrolments if self.story else []
+        for item in (*self.courses, *self.offerings, *self.enrolments, *story_enrolments):
             self._by_key[item["key"]] = item
+
+    def item(self, key: str) -> Item:
+        """The course, offering or enrolment with this key."""
+        return self._by_key[key]
 
     def course_of(self, offering: Item) -> Item:
         """The course an offering refers to."""
@@ -63,10 +132,24 @@ class DemoData:
         """The id of the institution that provides an offering."""
         return str(self.course_of(offering)["provider_id"])
 
+    def member_price(self, offering: Item) -> Decimal:
+        """What a member pays for an offering: its own price, or credits × the guideline's price per credit."""
+        if "member_price" in offering:
+            return Decimal(offering["member_price"])
+        guideline = self.guidelines.get(academic_year_of(date.fromisoformat(offering["start_date"])), GUIDELINE)
+        credits = Decimal(self.course_of(offering)["credits"])
+        return (credits * Decimal(guideline["price_per_credit"])).quantize(CENT, ROUND_HALF_UP)
+
 
 def body_of(item: Item) -> dict[str, Any]:
     """The request body of an item: everything but its idempotency key."""
     return {k: v for k, v in item.items() if k != "key"}
+
+
+def academic_year_of(day: date) -> str:
+    """Academic years run 1 Aug – 31 Jul: 2026-09-01 → `2026-2027` (as the catalogue counts them)."""
+    first = day.year if day.month >= 8 else day.year - 1
+    return f"{first}-{first + 1}"
 
 
 def ascii_slug(text: str) -> str:
@@ -611,6 +694,17 @@ def _course(rng: random.Random, provider: str, template: _Template) -> Item:
         titles = {"fi": template.fi, "en": template.en}
     else:
         titles = {"fi": template.fi}
+    return _course_item(provider, template, mode, titles, languages, rng.choice(_TEACHERS))
+
+
+def _course_item(
+    provider: str,
+    template: _Template,
+    mode: str,
+    titles: dict[str, str],
+    languages: list[str],
+    teacher: tuple[str, str],
+) -> Item:
     unit = _UNIT[template.level]
     mode_fi, mode_sv, mode_en = _MODE_TEXT[mode]
     descriptions = {
@@ -618,7 +712,7 @@ def _course(rng: random.Random, provider: str, template: _Template) -> Item:
         "sv": f"{template.sv}. Kursen genomförs {mode_sv}. Omfattning {template.credits.replace('.', ',')} {unit[1]}.",
         "en": f"{template.en}. The course runs {mode_en}. Scope {template.credits} {unit[2]}.",
     }
-    first, last = rng.choice(_TEACHERS)
+    first, last = teacher
     return {
         "key": f"demo-course-{provider}-{ascii_slug(template.code)}",
         "provider_id": provider,
@@ -785,17 +879,225 @@ def _enrolments(rng: random.Random, data: DemoData) -> list[Item]:
     return enrolments
 
 
+# --- the story: policies, decisions, withdrawals, results, a cancellation and an invoice run ----------------------
+
+MANUAL_SCHOOL = "samiedu"  # a member that approves every commitment by hand
+BUDGET_SCHOOL = "kuopion-lyseo"  # a member in automatic mode with a small yearly budget
+CANCEL_REASON = "Too few participants for a viable group; the course runs again next term."
+
+# Two courses of their own, so that each has exactly one offering (the loader finds an offering made on an earlier
+# day by its course): one that started three weeks ago and one the provider cancels.
+_LATE_COURSE = (
+    "kuopion-lyseo",
+    _Template("BI3", "biology", _U, "2.0", "Solu ja perinnöllisyys", "Cellen och ärftligheten", "Cells and heredity"),
+    "online_self_paced",
+    ("Anna", "Heikkinen"),
+)
+_CANCELLED_COURSE = (
+    "ysao",
+    _Template("YRI3", "entrepreneurship", _V, "2.0", "Verkkokauppa", "E-handel", "Running an online shop"),
+    "online_scheduled",
+    ("Ville", "Turunen"),
+)
+
+_MORE_STUDENTS = (
+    ("Iida", "Mustonen"),
+    ("Aleksi", "Pitkänen"),
+    ("Siiri", "Hirvonen"),
+    ("Kasper", "Laaksonen"),
+    ("Minea", "Väisänen"),
+    ("Joel", "Kärkkäinen"),
+    ("Pihla", "Ikonen"),
+    ("Topias", "Leinonen"),
+    ("Ella", "Lindholm"),
+    ("Rasmus", "Nyström"),
+    ("Nelli", "Partanen"),
+    ("Emil", "Kauppinen"),
+    ("Lumi", "Seppälä"),
+    ("Hugo", "Björklund"),
+    ("Enni", "Manninen"),
+    ("Otto", "Vartiainen"),
+    ("Selma", "Koivisto"),
+    ("Aaro", "Kokkonen"),
+)
+
+# Students in the late offering (started, deadline past) and what happens to each: a result (outcome, grade,
+# credits earned), a withdrawal after the deadline (charged the late-withdrawal share), or nothing (still enrolled
+# after the deadline: the whole price is owed).
+_LATE_ENROLMENTS: tuple[tuple[str, str, str | None, str | None], ...] = (
+    ("kao", "passed", "9", "2.0"),
+    ("pkky", "failed", "4", None),
+    ("esedu", "interrupted", None, None),
+    ("ysao", "withdraws", None, None),
+    ("ekami", "stays", None, None),
+)
+OUTCOMES = ("passed", "failed", "interrupted")
+_CANCELLED_HOMES = ("ekami", "sakky", OUTSIDE_INSTITUTION)
+
+
+def _story_course(spec: tuple[str, _Template, str, tuple[str, str]]) -> Item:
+    provider, template, mode, teacher = spec
+    titles = {"fi": template.fi, "sv": template.sv, "en": template.en}
+    return _course_item(provider, template, mode, titles, list(template.languages), teacher)
+
+
+def _late_offering(course: Item, today: date) -> Item:
+    """Started 20 days ago, free cancellation ended 6 days ago, enrolment open for 10 more days."""
+    start = today - timedelta(days=20)
+    return {
+        "key": f"demo-offering-{course['provider_id']}-{course['code']}-1",
+        "course_id": course["key"],
+        "start_date": start.isoformat(),
+        "end_date": (start + timedelta(weeks=8)).isoformat(),
+        "enrolment_opens": (today - timedelta(days=40)).isoformat(),
+        "enrolment_closes": (today + timedelta(days=10)).isoformat(),
+        "free_cancellation_deadline": (today - timedelta(days=6)).isoformat(),
+        "min_participants": 3,
+        "max_participants": 25,
+    }
+
+
+def _cancelled_offering(course: Item, today: date) -> Item:
+    """An ordinary future offering with a high minimum; the provider cancels it for lack of participants."""
+    start = _next_monday(today + timedelta(days=35))
+    return {
+        "key": f"demo-offering-{course['provider_id']}-{course['code']}-1",
+        "course_id": course["key"],
+        "start_date": start.isoformat(),
+        "end_date": (start + timedelta(weeks=7, days=-3)).isoformat(),
+        "enrolment_opens": (today - timedelta(days=30)).isoformat(),
+        "enrolment_closes": (start - timedelta(days=7)).isoformat(),
+        "min_participants": 8,
+        "max_participants": 20,
+    }
+
+
+class _Picker:
+    """Picks ordinary offerings for the story's students, deterministically, never one of the home's own."""
+
+    def __init__(self, data: DemoData, own: set[str]) -> None:
+        self.data = data
+        self.rng = random.Random(SEED + 1)  # a stream of its own: the data loaded before the story stays as it was
+        self.pool = [o for o in data.offerings if o["max_participants"] > SMALL_SEATS and o["key"] not in own]
+
+    def pick(self, home: str, count: int, fits: Callable[[Item], bool] | None = None) -> list[Item]:
+        """`count` different offerings a student of `home` may take (and that `fits`, if given)."""
+        candidates = [o for o in self.pool if self.data.provider_of(o) != home and (fits is None or fits(o))]
+        return self.rng.sample(candidates, count)
+
+
+class _Students:
+    """Numbers and names for the story's students: `samiedu-3001`, ..."""
+
+    def __init__(self) -> None:
+        self.number = 3000
+        self.people = iter(_MORE_STUDENTS * 2)
+
+    def enrol(self, home: str, offering: Item) -> Item:
+        self.number += 1
+        return _enrolment(home, offering, _student(home, self.number, next(self.people)))
+
+
+def _budget_enrolments(data: DemoData, picker: _Picker, students: _Students) -> tuple[list[Item], str]:
+    """Three more students of the budget school in the course one of its students already takes, and a yearly
+    budget that covers what the school already uses plus one of them: the other two wait for approval.
+
+    The same offering every day (the picks never depend on the date), so its academic year is that of the
+    school's earlier enrolment whatever day the demo runs.
+    """
+    earlier = [e for e in data.enrolments if e["home_institution_id"] == BUDGET_SCHOOL]
+    seats_left = [data.offering_of(e) for e in earlier if data.offering_of(e)["max_participants"] > SMALL_SEATS + 3]
+    target = seats_left[0] if seats_left else picker.pick(BUDGET_SCHOOL, 1)[0]
+    year = academic_year_of(date.fromisoformat(target["start_date"]))
+    used = sum(
+        (
+            data.member_price(data.offering_of(e))
+            for e in earlier
+            if academic_year_of(date.fromisoformat(data.offering_of(e)["start_date"])) == year
+        ),
+        Decimal("0.00"),
+    )
+    return [students.enrol(BUDGET_SCHOOL, target) for _ in range(3)], str(used + data.member_price(target))
+
+
+def _story(data: DemoData, late: Item, cancelled: Item, today: date) -> Story:
+    picker, students = _Picker(data, own={late["key"], cancelled["key"]}), _Students()
+    manual = [students.enrol(MANUAL_SCHOOL, o) for o in picker.pick(MANUAL_SCHOOL, 3)]
+    budget, yearly_budget = _budget_enrolments(data, picker, students)
+    with_own_prices = picker.pick(OUTSIDE_INSTITUTION, 1, lambda o: "external_price" in o)
+    outside = [students.enrol(OUTSIDE_INSTITUTION, o) for o in with_own_prices]
+    early = [students.enrol("sakky", o) for o in picker.pick("sakky", 1)]
+    in_late = [students.enrol(home, late) for home, *_ in _LATE_ENROLMENTS]
+    in_cancelled = [students.enrol(home, cancelled) for home in _CANCELLED_HOMES]
+
+    # In the full small offering the outside institution's student holds the last seat; rejecting that
+    # commitment promotes the first waitlisted student.
+    small = data.offering_of(data.enrolments[len(_HOMES)])  # `_enrolments` puts the waitlist demo after the rest
+    in_small = [e for e in data.enrolments if e["offering_id"] == small["key"]]
+    outside_main = [e for e in data.enrolments if e["home_institution_id"] == OUTSIDE_INSTITUTION]
+    rejected = next(e for e in in_small[:SMALL_SEATS] if e["home_institution_id"] == OUTSIDE_INSTITUTION)
+    decisions = [
+        *(Decision(e["key"], accept=True) for e in outside_main if e is not rejected),
+        Decision(rejected["key"], accept=False, reason="No funding for this course this term."),
+        Decision(manual[0]["key"], accept=True),
+    ]
+    roles = list(zip(in_late, _LATE_ENROLMENTS, strict=True))
+    results = [Result(e["key"], what, grade, credits) for e, (_, what, grade, credits) in roles if what in OUTCOMES]
+    late_withdrawals = [Withdrawal(e["key"], late=True) for e, (_, what, *_) in roles if what == "withdraws"]
+    month = today.replace(day=1)
+    return Story(
+        manual_school=MANUAL_SCHOOL,
+        budget_school=BUDGET_SCHOOL,
+        policies={
+            MANUAL_SCHOOL: {"mode": "manual"},
+            BUDGET_SCHOOL: {"mode": "automatic", "yearly_budget": yearly_budget},
+        },
+        enrolments=[*manual, *budget, *outside, *early, *in_late, *in_cancelled],
+        decisions=decisions,
+        promoted=[in_small[SMALL_SEATS]["key"]],
+        withdrawals=[Withdrawal(early[0]["key"], late=False), *late_withdrawals],
+        results=results,
+        late_offering=late["key"],
+        cancelled=cancelled["key"],
+        cancel_reason=CANCEL_REASON,
+        invoice_run={
+            "key": f"demo-invoice-run-{month:%Y-%m}",  # one run a month: a later day's rerun is refused (409)
+            "period_start": month.isoformat(),
+            "period_end": today.isoformat(),
+        },
+    )
+
+
 def build(today: date | None = None) -> DemoData:
     """The demo data set; offering dates are relative to `today` (default: the current date)."""
     today = today or date.today()
     rng = random.Random(SEED)
     courses = _courses(rng)
-    data = DemoData(
+    offerings = _offerings(rng, courses, today)
+    loaded = DemoData(
         guidelines={year: dict(GUIDELINE) for year in ACADEMIC_YEARS},
         institutions=_institutions(),
         courses=courses,
-        offerings=_offerings(rng, courses, today),
+        offerings=offerings,
         enrolments=[],
     )
-    data.enrolments.extend(_enrolments(rng, data))
-    return data
+    enrolments = _enrolments(rng, loaded)
+    late_course, cancelled_course = _story_course(_LATE_COURSE), _story_course(_CANCELLED_COURSE)
+    late, cancelled = _late_offering(late_course, today), _cancelled_offering(cancelled_course, today)
+    all_offerings = [*offerings, late, cancelled]
+    years = {*ACADEMIC_YEARS, *(academic_year_of(date.fromisoformat(o["start_date"])) for o in all_offerings)}
+    before_story = DemoData(
+        guidelines={year: dict(GUIDELINE) for year in sorted(years)},
+        institutions=loaded.institutions,
+        courses=[*courses, late_course, cancelled_course],
+        offerings=all_offerings,
+        enrolments=enrolments,
+    )
+    return DemoData(
+        guidelines=before_story.guidelines,
+        institutions=before_story.institutions,
+        courses=before_story.courses,
+        offerings=before_story.offerings,
+        enrolments=before_story.enrolments,
+        story=_story(before_story, late, cancelled, today),
+    )

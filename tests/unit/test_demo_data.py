@@ -145,6 +145,18 @@ def test_the_build_is_deterministic() -> None:
     assert demo_data.build(TODAY) == demo_data.build(TODAY)
 
 
+def test_a_later_day_enrols_the_same_students_in_the_same_courses() -> None:
+    """A rerun on another day must find its enrolments by their keys and set the same policies, not add more."""
+    first = demo_data.build(DAYS[0])
+    assert first.story is not None
+    for today in DAYS[1:]:
+        later = demo_data.build(today)
+        assert later.story is not None
+        assert [e["key"] for e in later.enrolments] == [e["key"] for e in first.enrolments]
+        assert [e["key"] for e in later.story.enrolments] == [e["key"] for e in first.story.enrolments]
+        assert later.story.policies == first.story.policies
+
+
 def test_every_key_is_unique(data: demo_data.DemoData, story: demo_data.Story) -> None:
     keys = [i["key"] for i in (*data.institutions, *data.courses, *data.offerings, *data.enrolments, *story.enrolments)]
     assert [k for k, n in Counter(keys).items() if n > 1] == []
