@@ -29,7 +29,8 @@ STATUS_BY_EVENT = {
     "enrolment.completed": "completed",  # replaced by the event's outcome
 }
 OUTCOMES = ("passed", "failed", "interrupted")
-HOLDING_SEAT = ("awaiting_commitment", "confirmed")
+# A recorded result keeps its seat: a finished course is full, not empty.
+HOLDING_SEAT = ("awaiting_commitment", "confirmed", *OUTCOMES)
 ENROLMENT_STATUSES = ("awaiting_commitment", "confirmed", "waitlisted", "rejected", "withdrawn", "cancelled", *OUTCOMES)
 
 ENROLMENT_COUNTERS = ("requests", *ENROLMENT_STATUSES, "withdrawn_late", "credits_earned")
@@ -106,7 +107,7 @@ def participant_row_of(counts: Sequence[int]) -> dict[str, int]:
     """`participant_row` from counts in `PARTICIPANT_COUNTERS` order (the fast path for breakdowns)."""
     awaiting, confirmed, waitlisted, rejected, withdrawn, late, cancelled, passed, failed, interrupted = counts
     return {
-        "held": awaiting + confirmed,
+        "held": awaiting + confirmed + passed + failed + interrupted,
         "awaiting_commitment": awaiting,
         "confirmed": confirmed,
         "waitlisted": waitlisted,

@@ -525,7 +525,7 @@ async def supply_demand(conn: AsyncConnection, f: Filters, group_by: str | None,
         "period": offerings.c.period,
     }
     active = offerings.c.status != "cancelled"
-    held = sa.func.coalesce(offering_counts.c.awaiting_commitment, 0) + sa.func.coalesce(offering_counts.c.confirmed, 0)
+    held = sum((sa.func.coalesce(offering_counts.c[status], 0) for status in domain.HOLDING_SEAT), sa.literal(0))
     at_risk = sa.and_(offerings.c.status.in_(domain.AT_RISK_STATUSES), held < offerings.c.min_participants)
 
     def when(condition: sa.ColumnElement[bool], value: Any) -> sa.ColumnElement[Any]:

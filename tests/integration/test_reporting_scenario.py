@@ -375,7 +375,7 @@ async def test_participants_per_offering_count_each_enrolment_once_by_its_newest
     assert (o1["title"], o1["provider_id"], o1["seats"], o1["status"]) == ("Funktiot", "sakky", 4, "published")
     counts = {k: o1[k] for k in ("held", "awaiting_commitment", "confirmed", "waitlisted", "rejected", "withdrawn")}
     assert counts == {
-        "held": 2,
+        "held": 5,  # 1 awaiting + 1 confirmed + 3 with a result: a recorded result keeps its seat
         "awaiting_commitment": 1,
         "confirmed": 1,
         "waitlisted": 1,
@@ -386,7 +386,7 @@ async def test_participants_per_offering_count_each_enrolment_once_by_its_newest
     assert o1["by_home_institution"]["kao"]["withdrawn"] == 2
     assert o1["by_home_institution"]["kao"]["completed"] == 2
     assert o1["by_home_institution"]["edupoli"] == {
-        "held": 1,
+        "held": 2,  # one awaiting, one with a result
         "awaiting_commitment": 1,
         "confirmed": 0,
         "waitlisted": 0,
@@ -400,7 +400,7 @@ async def test_participants_per_offering_count_each_enrolment_once_by_its_newest
     assert (items["O3"]["status"], items["O3"]["cancelled"], items["O3"]["held"]) == ("cancelled", 1, 0)
     totals = report["totals"]
     assert (totals["held"], totals["waitlisted"], totals["cancelled"], totals["completed"], totals["requests"]) == (
-        4,
+        7,  # 4 awaiting or confirmed + 3 with a result
         1,
         1,
         3,
@@ -422,7 +422,7 @@ async def test_participants_by_home_institution_count_only_students_in_other_ins
     assert homes["sakky"]["held"] == 1 and homes["sakky"]["requests"] == 1  # own O1 student not counted
     assert (homes["kao"]["requests"], homes["kao"]["cancelled"], homes["kao"]["withdrawn_late"]) == (7, 1, 1)
     assert homes["kao"]["name"] == "KAO"
-    assert (homes["edupoli"]["held"], homes["edupoli"]["providers"], homes["edupoli"]["completed"]) == (2, 2, 1)
+    assert (homes["edupoli"]["held"], homes["edupoli"]["providers"], homes["edupoli"]["completed"]) == (3, 2, 1)
     # with a home filter: kao's students only, its own course O2 included (none of them there)
     assert [i["offering_id"] for i in only_kao["items"]] == ["O1", "O3"]
     assert list(only_kao["items"][0]["by_home_institution"]) == ["kao"]
@@ -527,8 +527,8 @@ async def test_supply_and_demand_by_subject_level_region_and_period(engine: Asyn
         1,
         4,
         9,
-        2,
-        "0.5000",
+        5,  # results keep their seats; this hand-made scenario records more results than seats
+        "1.2500",
     )
     assert (maths["waitlisted"], maths["under_minimum"]) == (1, 0)
     physics = lines["physics"]
@@ -540,8 +540,8 @@ async def test_supply_and_demand_by_subject_level_region_and_period(engine: Asyn
     assert (totals["offerings"], totals["seats"], totals["held"], totals["fill_rate"], totals["under_minimum"]) == (
         2,
         6,
-        4,
-        "0.6667",
+        7,
+        "1.1667",
         1,
     )
     assert [p["period"] for p in periods["items"]] == ["2026-09", "2026-10", "2027-01"]

@@ -66,9 +66,9 @@ def test_commitments_count_as_committed_when_accepted_or_chargeable_and_chargeab
         domain.commitment_contribution(CommitmentState("lost", 1))
 
 
-def test_participant_row_holds_awaiting_plus_confirmed_and_completes_any_result() -> None:
+def test_participant_row_holds_awaiting_confirmed_and_finished_seats_and_completes_any_result() -> None:
     row = domain.participant_row({"awaiting_commitment": 2, "confirmed": 3, "passed": 1, "interrupted": 1})
-    assert (row["held"], row["completed"], row["waitlisted"]) == (5, 2, 0)
+    assert (row["held"], row["completed"], row["waitlisted"]) == (7, 2, 0)
 
 
 @pytest.mark.parametrize(
