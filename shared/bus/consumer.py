@@ -31,6 +31,10 @@ Handler = Callable[[AsyncConnection, Envelope], Awaitable[None]]
 ATTEMPT_HEADER = "x-attempt"
 
 
+class _HandlerFailed(Exception):
+    """A handler raised inside the optimistic batch: redo the batch message by message."""
+
+
 @dataclass
 class _Outcome:
     message: AbstractIncomingMessage | None
@@ -150,20 +154,66 @@ class Consumer:
             return _Outcome(message, None, error=exc)
 
     async def _apply_with_db_retry(self, outcomes: list[_Outcome]) -> None:
-        """Run the batch's transaction; if the database itself fails, wait and run it again."""
+        """Run the batch's transaction; if the database itself fails, wait and run it again.
+
+        First optimistically: one inbox statement for the batch and no savepoints. Only when a handler
+        fails is the batch rolled back and run again with a savepoint per message, so that the failing
+        message is set aside alone.
+        """
         delay = 0.1
         while True:
             try:
-                async with self.engine.begin() as conn:
-                    for outcome in outcomes:
-                        if outcome.event is not None:
-                            outcome.error, outcome.duplicate = None, False
-                            await self._apply_one(conn, outcome)
+                if not await self._apply_batch(outcomes):
+                    async with self.engine.begin() as conn:
+                        for outcome in outcomes:
+                            if outcome.event is not None:
+                                outcome.error, outcome.duplicate = None, False
+                                await self._apply_one(conn, outcome)
                 return
             except Exception as exc:
                 log.warning("consumer transaction failed; retrying", error=repr(exc), delay=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+    async def _apply_batch(self, outcomes: list[_Outcome]) -> bool:
+        """All messages in one transaction without savepoints; False (and nothing kept) if a handler failed."""
+        events = [outcome for outcome in outcomes if outcome.event is not None]
+        if len(events) < 2:
+            return False
+        try:
+            async with self.engine.begin() as conn:
+                now = time.time()
+                rows = [
+                    {"consumer": self.service, "event_id": o.event.id, "processed_at": now} for o in events if o.event
+                ]
+                claimed = set(
+                    (
+                        await conn.execute(
+                            insert_ignoring_duplicates(conn, self.inbox, rows).returning(self.inbox.c.event_id)
+                        )
+                    ).scalars()
+                )
+                for outcome in events:
+                    event = outcome.event
+                    assert event is not None
+                    outcome.error = None
+                    outcome.duplicate = event.id not in claimed
+                    if outcome.duplicate:
+                        continue
+                    claimed.discard(event.id)  # the same event twice in one batch takes effect once
+                    handler = self.subscriptions.get(event.routing_key) or self.subscriptions.get("#")
+                    if handler is None:
+                        continue
+                    with structlog.contextvars.bound_contextvars(
+                        event_id=event.id, event_type=event.type, correlation_id=event.correlationid
+                    ):
+                        try:
+                            await handler(conn, event)
+                        except Exception as exc:
+                            raise _HandlerFailed from exc
+        except _HandlerFailed:
+            return False
+        return True
 
     async def _apply_one(self, conn: AsyncConnection, outcome: _Outcome) -> None:
         event = outcome.event
