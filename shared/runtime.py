@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -82,6 +83,10 @@ def main(
     import uvloop
 
     if args.command == "all":
+        if "TARJOTIN_RELAY_POLL_S" not in os.environ:
+            # Every commit in this process wakes the relay; the poll is only a safety net, so idle
+            # services stop spending CPU on empty outbox queries.
+            settings.relay_poll_s = 0.5
         app = build_api(settings)
         config = uvicorn.Config(
             app,
