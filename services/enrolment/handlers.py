@@ -70,33 +70,6 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-async def _student_id(conn: AsyncConnection, home: str, student: Student) -> str:
-    row = (
-        await conn.execute(
-            sa.select(students.c.id, students.c.name, students.c.email).where(
-                students.c.home_institution_id == home, students.c.learner_id == student.learner_id
-            )
-        )
-    ).first()
-    if row is None:
-        student_id = str(uuid.uuid4())
-        await conn.execute(
-            students.insert().values(
-                id=student_id,
-                home_institution_id=home,
-                learner_id=student.learner_id,
-                name=student.name,
-                email=student.email,
-            )
-        )
-        return student_id
-    if (row.name, row.email) != (student.name, student.email):
-        await conn.execute(
-            students.update().where(students.c.id == row.id).values(name=student.name, email=student.email)
-        )
-    return str(row.id)
-
-
 async def _facts(conn: AsyncConnection, enrolment_id: str) -> tuple[sa.Row[Any], dict[str, Any]]:
     row = (
         await conn.execute(
@@ -164,30 +137,26 @@ async def _emit_requested(conn: AsyncConnection, enrolment_id: str, version: int
 async def request_enrolment(
     conn: AsyncConnection, cmd: RequestEnrolment, correlation_id: str, today: date | None = None
 ) -> tuple[bool, dict[str, Any]]:
-    """Hold a seat (or waitlist) for a student. Returns (created, enrolment)."""
-    offering = (await conn.execute(sa.select(offerings).where(offerings.c.id == cmd.offering_id))).first()
+    """Hold a seat (or waitlist) for a student. Returns (created, enrolment).
+
+    The hot path of an opening-day rush: one lookup of offering and home institution, one of the
+    student and an active enrolment, the seat, the insert and the outbox row; the event and the answer
+    are built from values in hand rather than read back.
+    """
+    home_known = sa.select(institutions.c.id).where(institutions.c.id == cmd.home_institution_id).scalar_subquery()
+    offering = (
+        await conn.execute(sa.select(offerings, home_known.label("home")).where(offerings.c.id == cmd.offering_id))
+    ).first()
     if offering is None:
         raise NotFound(
             f"Offering {cmd.offering_id!r} is not open for enrolment: it does not exist or is not published yet."
         )
-    home = (
-        await conn.execute(sa.select(institutions.c.id).where(institutions.c.id == cmd.home_institution_id))
-    ).first()
-    if home is None:
+    if offering.home is None:
         raise Invalid(f"Home institution {cmd.home_institution_id!r} is not registered in the catalogue.")
     domain.check_can_enrol(offering.status, offering.enrolment_opens, offering.enrolment_closes, today or date.today())
-    student_id = await _student_id(conn, cmd.home_institution_id, cmd.student)
-    existing = (
-        await conn.execute(
-            sa.select(enrolments.c.id).where(
-                enrolments.c.offering_id == cmd.offering_id,
-                enrolments.c.student_id == student_id,
-                enrolments.c.status.in_(domain.ACTIVE),
-            )
-        )
-    ).first()
-    if existing is not None:
-        return False, await views.get_enrolment(conn, existing.id)
+    student_id, active = await _student_and_active_enrolment(conn, cmd)
+    if active is not None:
+        return False, await views.get_enrolment(conn, active)
 
     enrolment_id = str(uuid.uuid4())
     seat = await _hold_seat(conn, cmd.offering_id)
@@ -202,13 +171,14 @@ async def request_enrolment(
             )
         ).scalar_one()
     now = _now()  # taken under the offering's row lock, so creation times follow the waitlist order
+    status = Status.AWAITING_COMMITMENT if seat else Status.WAITLISTED
     await conn.execute(
         enrolments.insert().values(
             id=enrolment_id,
             offering_id=cmd.offering_id,
             student_id=student_id,
             home_institution_id=cmd.home_institution_id,
-            status=Status.AWAITING_COMMITMENT if seat else Status.WAITLISTED,
+            status=status,
             holds_seat=seat,
             waitlist_seq=waitlist_seq,
             version=1,
@@ -216,19 +186,84 @@ async def request_enrolment(
             updated_at=now,
         )
     )
+    facts = {
+        "enrolment_id": enrolment_id,
+        "offering_id": cmd.offering_id,
+        "provider_id": offering.provider_id,
+        "home_institution_id": cmd.home_institution_id,
+        "student_ref": student_id,
+        "academic_year": offering.academic_year,
+    }
+    position = None
+    event: EventData
     if seat:
-        await _emit_requested(conn, enrolment_id, 1, correlation_id)
-    else:
-        data = await views.get_enrolment(conn, enrolment_id)
-        _row, facts = await _facts(conn, enrolment_id)
-        await _emit(
-            conn,
-            EnrolmentWaitlisted(**facts, waitlist_position=data["waitlist_position"]),
-            enrolment_id,
-            1,
-            correlation_id,
+        event = EnrolmentRequested(
+            **facts,
+            member_price=offering.member_price,
+            external_price=offering.external_price,
+            free_cancellation_deadline=offering.free_cancellation_deadline,
         )
-    return True, await views.get_enrolment(conn, enrolment_id)
+    else:
+        position = await views.waitlist_position(conn, cmd.offering_id, waitlist_seq)
+        event = EnrolmentWaitlisted(**facts, waitlist_position=position)
+    await _emit(conn, event, enrolment_id, 1, correlation_id)
+    student = cmd.student
+    return True, {
+        "id": enrolment_id,
+        "offering_id": cmd.offering_id,
+        "home_institution_id": cmd.home_institution_id,
+        "status": status,
+        "waitlist_position": position,
+        "student_ref": student_id,
+        "student": {"learner_id": student.learner_id, "name": student.name, "email": student.email},
+        "commitment_id": None,
+        "grade": None,
+        "credits_earned": None,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+async def _student_and_active_enrolment(conn: AsyncConnection, cmd: RequestEnrolment) -> tuple[str, str | None]:
+    """The student (stored or updated) and their active enrolment in the offering, if any."""
+    active = enrolments.alias("active")
+    row = (
+        await conn.execute(
+            sa.select(students.c.id, students.c.name, students.c.email, active.c.id.label("active_id"))
+            .select_from(
+                students.outerjoin(
+                    active,
+                    sa.and_(
+                        active.c.student_id == students.c.id,
+                        active.c.offering_id == cmd.offering_id,
+                        active.c.status.in_(domain.ACTIVE),
+                    ),
+                )
+            )
+            .where(
+                students.c.home_institution_id == cmd.home_institution_id,
+                students.c.learner_id == cmd.student.learner_id,
+            )
+        )
+    ).first()
+    student = cmd.student
+    if row is None:
+        student_id = str(uuid.uuid4())
+        await conn.execute(
+            students.insert().values(
+                id=student_id,
+                home_institution_id=cmd.home_institution_id,
+                learner_id=student.learner_id,
+                name=student.name,
+                email=student.email,
+            )
+        )
+        return student_id, None
+    if (row.name, row.email) != (student.name, student.email):
+        await conn.execute(
+            students.update().where(students.c.id == row.id).values(name=student.name, email=student.email)
+        )
+    return str(row.id), row.active_id
 
 
 async def _transition(
