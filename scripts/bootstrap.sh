@@ -49,7 +49,8 @@ ensure_rabbitmq() {
   command -v rabbitmq-server >/dev/null || apt_install rabbitmq-server
   if ! port_open "$AMQP_PORT"; then
     say "starting RabbitMQ"
-    as_root rabbitmq-server -detached >/dev/null 2>&1 || true
+    # The node may be up with its app stopped (rabbitmqctl stop_app): then start_app is enough.
+    as_root rabbitmqctl -q start_app >/dev/null 2>&1 || as_root rabbitmq-server -detached >/dev/null 2>&1 || true
     as_root rabbitmqctl await_startup --timeout 120 >/dev/null 2>&1 || wait_port "$AMQP_PORT" 120 RabbitMQ
   fi
 }
