@@ -61,7 +61,7 @@ async def participants(
     home_institution: Id = None,
     group_by: Annotated[str, Query(description="offering (default) or home_institution")] = "offering",
 ) -> Response:
-    """Per offering: seats, held (awaiting + confirmed), counts by status, and by home institution.
+    """Per offering: seats, held (awaiting, confirmed or with a result), counts by status, by home institution.
 
     `group_by=home_institution`: per home institution, its students in other institutions' courses.
     """
