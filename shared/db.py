@@ -108,6 +108,22 @@ class DecimalText(sa.TypeDecorator[Decimal]):
         return None if value is None else Decimal(value)
 
 
+@functools.cache
+def _insert_unless_present(dialect_name: str, table: sa.Table) -> sa.Insert:
+    module = postgresql if dialect_name == "postgresql" else sqlite
+    return module.insert(table).on_conflict_do_nothing()
+
+
+async def insert_if_absent(conn: AsyncConnection, table: sa.Table, row: Mapping[str, Any]) -> bool:
+    """INSERT one row unless its key exists; True if it was inserted.
+
+    The statement is built once per dialect and table and run with parameters: building an
+    INSERT … ON CONFLICT with literal values per call cost more CPU than the database work itself.
+    """
+    result = await conn.execute(_insert_unless_present(conn.dialect.name, table), dict(row))
+    return bool(result.rowcount == 1)
+
+
 def insert_ignoring_duplicates(
     conn: AsyncConnection, table: sa.Table, rows: Mapping[str, Any] | Sequence[Mapping[str, Any]]
 ) -> sa.Insert:
@@ -135,5 +151,4 @@ async def upsert_if_newer(
     )
     if updated.rowcount:
         return True
-    inserted = await conn.execute(insert_ignoring_duplicates(conn, table, {**key, **values, "version": version}))
-    return bool(inserted.rowcount == 1)
+    return await insert_if_absent(conn, table, {**key, **values, "version": version})

@@ -31,7 +31,7 @@ from services.reporting.tables import (
     offering_home_counts,
     offerings,
 )
-from shared.db import upsert_if_newer
+from shared.db import insert_if_absent, upsert_if_newer
 from shared.events import (
     CommitmentChargeable,
     CommitmentCreated,
@@ -50,17 +50,13 @@ from shared.events.enrolment import EnrolmentFacts
 Projection = Callable[[AsyncConnection, Envelope], Awaitable[None]]
 
 
-# Hot-path statements are built once per dialect and table and run with parameters: building an
-# INSERT … ON CONFLICT with literal values per event cost more CPU than the database work itself.
+# Hot-path statements are built once per dialect and table and run with parameters (as
+# shared.db.insert_if_absent does): building them with literal values per event cost more CPU than the
+# database work itself.
 
 
 def _dialect(conn: AsyncConnection) -> Any:
     return postgresql if conn.dialect.name == "postgresql" else sqlite
-
-
-@functools.cache
-def _insert_ignoring(dialect: Any, table: sa.Table) -> sa.Insert:
-    return dialect.insert(table).on_conflict_do_nothing()
 
 
 @functools.cache
@@ -78,12 +74,6 @@ def _add_statement(dialect: Any, table: sa.Table) -> sa.Insert:
     )
 
 
-async def insert_ignoring(conn: AsyncConnection, table: sa.Table, row: Mapping[str, Any]) -> bool:
-    """INSERT unless the key exists; True if the row was inserted."""
-    result = await conn.execute(_insert_ignoring(_dialect(conn), table), dict(row))
-    return bool(result.rowcount == 1)
-
-
 async def store_event(conn: AsyncConnection, event: Envelope) -> bool:
     """Append the event to the event store; False if it is there already."""
     row = {
@@ -94,7 +84,7 @@ async def store_event(conn: AsyncConnection, event: Envelope) -> bool:
         "time": event.time,
         "envelope": event.to_json(),
     }
-    return await insert_ignoring(conn, event_store, row)
+    return await insert_if_absent(conn, event_store, row)
 
 
 async def add_to_counters(
@@ -144,7 +134,7 @@ async def project_offering(conn: AsyncConnection, event: Envelope) -> None:
     }
     key, seq = data.offering_id, event.sequence
     first = {"id": key, **info, "info_version": seq, "status": data.status, "version": seq}
-    if not await insert_ignoring(conn, offerings, first):
+    if not await insert_if_absent(conn, offerings, first):
         await conn.execute(
             offerings.update()
             .where(offerings.c.id == key, offerings.c.info_version < seq)
@@ -158,7 +148,7 @@ async def project_offering(conn: AsyncConnection, event: Envelope) -> None:
     # An offering appears in the participants report from its publication on, with zero counts.
     zeros = dict.fromkeys(domain.ENROLMENT_COUNTERS, 0)
     counts = {"offering_id": key, "provider_id": data.provider_id, "academic_year": data.academic_year, **zeros}
-    await insert_ignoring(conn, offering_counts, counts)
+    await insert_if_absent(conn, offering_counts, counts)
 
 
 async def project_offering_cancelled(conn: AsyncConnection, event: Envelope) -> None:
@@ -171,7 +161,7 @@ async def project_offering_cancelled(conn: AsyncConnection, event: Envelope) -> 
         "status": "cancelled",
         "version": event.sequence,
     }
-    if not await insert_ignoring(conn, offerings, first):
+    if not await insert_if_absent(conn, offerings, first):
         await conn.execute(
             offerings.update()
             .where(offerings.c.id == data.offering_id, offerings.c.version < event.sequence)
@@ -310,7 +300,7 @@ async def project_invoice(conn: AsyncConnection, event: Envelope) -> None:
         "issued_at": event.time,
         "academic_year": domain.academic_year_of(event.time),
     }
-    await insert_ignoring(conn, invoices, row)
+    await insert_if_absent(conn, invoices, row)
 
 
 async def project_credit_note(conn: AsyncConnection, event: Envelope) -> None:
@@ -325,7 +315,7 @@ async def project_credit_note(conn: AsyncConnection, event: Envelope) -> None:
         "issued_at": event.time,
         "academic_year": domain.academic_year_of(event.time),
     }
-    await insert_ignoring(conn, credit_notes, row)
+    await insert_if_absent(conn, credit_notes, row)
 
 
 def recorder(projections: Mapping[str, Projection]) -> Projection:

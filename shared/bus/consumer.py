@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared import metrics
 from shared.bus.topology import QueueNames, declare_consumer_queues, declare_exchange
-from shared.db import insert_ignoring_duplicates
+from shared.db import insert_if_absent, insert_ignoring_duplicates
 from shared.events import Envelope
 
 log = structlog.get_logger("consumer")
@@ -223,14 +223,8 @@ class Consumer:
         ):
             try:
                 async with conn.begin_nested():
-                    inserted = await conn.execute(
-                        insert_ignoring_duplicates(
-                            conn,
-                            self.inbox,
-                            {"consumer": self.service, "event_id": event.id, "processed_at": time.time()},
-                        )
-                    )
-                    if inserted.rowcount == 0:
+                    row = {"consumer": self.service, "event_id": event.id, "processed_at": time.time()}
+                    if not await insert_if_absent(conn, self.inbox, row):
                         outcome.duplicate = True
                         return
                     handler = self.subscriptions.get(event.routing_key) or self.subscriptions.get("#")
