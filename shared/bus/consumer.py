@@ -201,38 +201,37 @@ class Consumer:
                     if outcome.duplicate:
                         continue
                     claimed.discard(event.id)  # the same event twice in one batch takes effect once
-                    handler = self.subscriptions.get(event.routing_key) or self.subscriptions.get("#")
-                    if handler is None:
-                        continue
-                    with structlog.contextvars.bound_contextvars(
-                        event_id=event.id, event_type=event.type, correlation_id=event.correlationid
-                    ):
-                        try:
-                            await handler(conn, event)
-                        except Exception as exc:
-                            raise _HandlerFailed from exc
+                    try:
+                        await self._dispatch(conn, event)
+                    except Exception as exc:
+                        raise _HandlerFailed from exc
         except _HandlerFailed:
             return False
         return True
 
-    async def _apply_one(self, conn: AsyncConnection, outcome: _Outcome) -> None:
-        event = outcome.event
-        assert event is not None
+    async def _dispatch(self, conn: AsyncConnection, event: Envelope) -> None:
+        """Run the event's handler (its routing key's, else the catch-all `#`), logging with its ids."""
+        handler = self.subscriptions.get(event.routing_key) or self.subscriptions.get("#")
+        if handler is None:
+            return
         with structlog.contextvars.bound_contextvars(
             event_id=event.id, event_type=event.type, correlation_id=event.correlationid
         ):
-            try:
-                async with conn.begin_nested():
-                    row = {"consumer": self.service, "event_id": event.id, "processed_at": time.time()}
-                    if not await insert_if_absent(conn, self.inbox, row):
-                        outcome.duplicate = True
-                        return
-                    handler = self.subscriptions.get(event.routing_key) or self.subscriptions.get("#")
-                    if handler is not None:
-                        await handler(conn, event)
-            except Exception as exc:
-                outcome.error = exc
-                log.warning("event handler failed", error=repr(exc))
+            await handler(conn, event)
+
+    async def _apply_one(self, conn: AsyncConnection, outcome: _Outcome) -> None:
+        event = outcome.event
+        assert event is not None
+        try:
+            async with conn.begin_nested():
+                row = {"consumer": self.service, "event_id": event.id, "processed_at": time.time()}
+                if not await insert_if_absent(conn, self.inbox, row):
+                    outcome.duplicate = True
+                    return
+                await self._dispatch(conn, event)
+        except Exception as exc:
+            outcome.error = exc
+            log.warning("event handler failed", event_id=event.id, event_type=event.type, error=repr(exc))
 
     async def _retry_or_dead_letter(self, channel: AbstractChannel, outcome: _Outcome, routing_key: str) -> None:
         message = outcome.message
