@@ -31,6 +31,7 @@ billing has opened the commitment, and so on. A summary goes to stderr; the exit
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections import Counter
@@ -68,9 +69,11 @@ def detail_of(response: httpx.Response) -> str:
 class Gateway:
     """A small JSON client for the gateway that rides out brief unavailability (connection errors, 429, 502–504)."""
 
-    def __init__(self, base_url: str, timeout: float = 15.0) -> None:
+    def __init__(self, base_url: str, token: str, timeout: float = 15.0) -> None:
         self.base_url = base_url.rstrip("/")
-        self.client = httpx.Client(base_url=self.base_url, timeout=timeout)
+        self.client = httpx.Client(
+            base_url=self.base_url, timeout=timeout, headers={"Authorization": f"Bearer {token}"}
+        )
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -732,14 +735,38 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=60.0,
         help="seconds to wait, each time, for what travels between the services through the bus (%(default)s)",
     )
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("TARJOTIN_TOKEN"),
+        help="a network admin's bearer token (default: $TARJOTIN_TOKEN, else one from --issuer)",
+    )
+    parser.add_argument(
+        "--issuer",
+        default=os.environ.get("TARJOTIN_DEV_ISSUER_URL", "http://127.0.0.1:8105"),
+        help="the development token issuer (%(default)s)",
+    )
     return parser.parse_args(argv)
+
+
+def admin_token(issuer: str) -> str:
+    """A network admin token from the development issuer (the demo acts for the network)."""
+    try:
+        response = httpx.get(f"{issuer.rstrip('/')}/token", params={"role": "network_admin", "sub": "demo"}, timeout=10)
+        response.raise_for_status()
+    except httpx.HTTPError as exc:
+        raise DemoError(f"no token from the development issuer at {issuer} ({exc}); pass --token") from exc
+    return str(response.json()["access_token"])
 
 
 def main(argv: list[str] | None = None) -> int:
     """Load the demo data; 0 on success, 1 with a message on stderr otherwise."""
     args = parse_args(argv)
     started = time.monotonic()
-    gateway = Gateway(args.gateway)
+    try:
+        gateway = Gateway(args.gateway, args.token or admin_token(args.issuer))
+    except DemoError as exc:
+        print(f"demo: error: {exc}", file=sys.stderr)
+        return 1
     try:
         summary = Loader(gateway, build(), args.wait).run()
     except DemoError as exc:

@@ -6,7 +6,7 @@
 #   scripts/tarjotin.sh start|stop|kill SERVICE ROLE   one process (ROLE: api | worker); kill = SIGKILL
 # Settings (environment, all optional):
 #   TARJOTIN_RUN_DIR (var/run)  TARJOTIN_DATA_DIR (var/data)  TARJOTIN_GATEWAY_PORT (8080)
-#   TARJOTIN_PORT_BASE (8100: services on +1..+4)  TARJOTIN_DB (sqlite | postgres)
+#   TARJOTIN_PORT_BASE (8100: services on +1..+4, the development token issuer on +5)  TARJOTIN_DB (sqlite | postgres)
 #   TARJOTIN_PG_URL (postgresql://postgres@127.0.0.1:5432)  TARJOTIN_PG_DB_PREFIX (tarjotin)
 #   TARJOTIN_DEMO (1: load demo data)  TARJOTIN_EXCHANGE, TARJOTIN_QUEUE_PREFIX (bus namespace)
 #   TARJOTIN_PROCESSES (combined: API + worker in one process per service, the default on SQLite;
@@ -24,6 +24,8 @@ DB=${TARJOTIN_DB:-sqlite}
 PG_URL=${TARJOTIN_PG_URL:-postgresql://postgres@127.0.0.1:5432}
 PG_PREFIX=${TARJOTIN_PG_DB_PREFIX:-tarjotin}
 SERVICES=(catalogue enrolment billing reporting)
+ISSUER_PORT=$((PORT_BASE + 5))
+export TARJOTIN_DEV_ISSUER_URL="http://127.0.0.1:$ISSUER_PORT"
 if [ "$DB" = sqlite ]; then PROCESSES=${TARJOTIN_PROCESSES:-combined}; else PROCESSES=${TARJOTIN_PROCESSES:-split}; fi
 [[ $PROCESSES == combined || $PROCESSES == split ]] || { echo "TARJOTIN_PROCESSES must be combined or split" >&2; exit 2; }
 role_of() { if [ "$PROCESSES" = combined ]; then echo all; else echo "$1"; fi; }  # api|worker → the process
@@ -42,6 +44,10 @@ service_env() {  # SERVICE: print the env assignments for one service's processe
   local s=$1 upper=${1^^}
   echo "TARJOTIN_${upper}_HTTP_PORT=$(port_of "$s")"
   echo "PROMETHEUS_MULTIPROC_DIR=$RUN/metrics/$s"
+  # Trust the development issuer unless a key source is configured (production must configure one).
+  if [ -z "${TARJOTIN_AUTH_JWKS_URL:-}" ] && [ -z "${TARJOTIN_AUTH_PUBLIC_KEY_FILE:-}" ]; then
+    echo "TARJOTIN_AUTH_JWKS_URL=$TARJOTIN_DEV_ISSUER_URL/.well-known/jwks.json"
+  fi
   if [ "$DB" = postgres ]; then
     echo "TARJOTIN_${upper}_DATABASE_URL=${PG_URL/postgresql:/postgresql+asyncpg:}/${PG_PREFIX}_$s"
   fi
@@ -106,6 +112,26 @@ CONF
   "$NGINX" -t -q -p "$RUN/nginx" -c "$RUN/nginx/nginx.conf"
 }
 
+start_issuer() {  # the development token issuer: JWKS for the services, /token for people and the demo
+  local pf="$RUN/pids/issuer.pid"
+  [ "${TARJOTIN_ENV:-development}" = production ] && return 0
+  alive "$pf" && return 0
+  mkdir -p "$RUN/pids" "$LOG"
+  setsid "$PY" -m shared.devissuer serve --port "$ISSUER_PORT" >>"$LOG/issuer.log" 2>&1 </dev/null &
+  echo $! >"$pf"
+  "$PY" - "$ISSUER_PORT" <<'PYEOF'
+import sys, time, urllib.request
+url = f"http://127.0.0.1:{sys.argv[1]}/.well-known/jwks.json"
+for _ in range(100):
+    try:
+        urllib.request.urlopen(url, timeout=1).read()
+        sys.exit(0)
+    except Exception:
+        time.sleep(0.1)
+sys.exit(f"tarjotin: the development token issuer did not answer at {url}")
+PYEOF
+}
+
 start_gateway() {
   local pf="$RUN/pids/gateway.pid"
   alive "$pf" && return 0
@@ -148,6 +174,7 @@ up() {
     env $(service_env "$s") "$PY" -m "services.$s" migrate >>"$LOG/$s-migrate.log" 2>&1 \
       || die "migrating $s failed; see $LOG/$s-migrate.log"
   done
+  start_issuer
   # Workers first: they declare their queues, so nothing published is unroutable.
   for s in "${SERVICES[@]}"; do start_one "$s" worker; done
   if [ "$PROCESSES" = split ]; then for s in "${SERVICES[@]}"; do start_one "$s" api; done; fi
@@ -167,6 +194,8 @@ Tarjotin is running ($DB databases, $PROCESSES processes, logs in $LOG):
   Billing                 http://127.0.0.1:$GATEWAY_PORT/api/billing/commitments
   Reports                 http://127.0.0.1:$GATEWAY_PORT/api/reports/participants
   Metrics (per service)   http://127.0.0.1:$GATEWAY_PORT/api/enrolments/metrics
+  Tokens (development)    http://127.0.0.1:$ISSUER_PORT/token?role=network_admin
+                          (or: .venv/bin/python -m shared.devissuer token --role counsellor --institution kpedu)
   RabbitMQ                amqp://127.0.0.1:5672 (management UI, if enabled: http://127.0.0.1:15672)
 Stop it with: make stop
 MSG

@@ -24,3 +24,15 @@ class Conflict(DomainError):
 
 class Invalid(DomainError):
     kind = "invalid"
+
+
+class Unauthenticated(DomainError):
+    """No token, or one that does not verify: 401 with a `WWW-Authenticate: Bearer` challenge."""
+
+    kind = "unauthenticated"
+
+
+class Forbidden(DomainError):
+    """A verified caller whose role may not do this at all (other institutions' items answer 404)."""
+
+    kind = "forbidden"

@@ -24,21 +24,26 @@ from shared.errors import DomainError
 
 log = structlog.get_logger("http")
 PROBLEM = "application/problem+json"
-STATUS_BY_KIND = {"not_found": 404, "conflict": 409, "invalid": 422}
+STATUS_BY_KIND = {"unauthenticated": 401, "forbidden": 403, "not_found": 404, "conflict": 409, "invalid": 422}
 TITLES = {
     400: "Bad request",
+    401: "Unauthorized",
+    403: "Forbidden",
     404: "Not found",
     405: "Method not allowed",
     409: "Conflict",
     413: "Payload too large",
     415: "Unsupported media type",
     422: "Unprocessable request",
+    429: "Too many requests",
     500: "Internal error",
     503: "Service unavailable",
 }
 
 
-def problem(status: int, detail: str, *, title: str | None = None, **extra: Any) -> JSONResponse:
+def problem(
+    status: int, detail: str, *, title: str | None = None, headers: dict[str, str] | None = None, **extra: Any
+) -> JSONResponse:
     """An RFC 9457 problem details response."""
     body = {
         "type": "about:blank",
@@ -50,7 +55,7 @@ def problem(status: int, detail: str, *, title: str | None = None, **extra: Any)
     request_id = structlog.contextvars.get_contextvars().get("request_id")
     if request_id:
         body["request_id"] = request_id
-    return JSONResponse(body, status_code=status, media_type=PROBLEM)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
 def _field(loc: tuple[Any, ...]) -> str:
@@ -78,7 +83,8 @@ def install_problem_handlers(app: FastAPI) -> None:
         assert isinstance(exc, DomainError)
         status = STATUS_BY_KIND.get(exc.kind, 422)
         extra: dict[str, Any] = {k: v for k, v in exc.details.items() if v is not None}
-        return problem(status, exc.message, **extra)
+        headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'} if status == 401 else None
+        return problem(status, exc.message, headers=headers, **extra)
 
     async def on_http(_request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)

@@ -3,6 +3,8 @@
 The key row is written in the same transaction as what the request created, so a retried request
 gets the very same answer, and a crash leaves either both or neither. Reusing a key with a
 different body is refused (409), as draft-ietf-httpapi-idempotency-key-header suggests.
+Keys belong to the caller who sent them (another caller's key is a different key) and are kept
+for 24 hours: after that the same key starts a new request, and `prune` deletes the old rows.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from shared.errors import Conflict
 
 Work = Callable[[AsyncConnection], Awaitable[tuple[int, dict[str, Any]]]]
+KEEP_S = 24 * 3600
 
 
 def add_idempotency_table(metadata: sa.MetaData) -> sa.Table:
@@ -42,11 +45,28 @@ async def _recall(conn: AsyncConnection, table: sa.Table, key: str, print_: str)
     row = (await conn.execute(sa.select(table).where(table.c.key == key))).first()
     if row is None:
         return None
+    if row.created_at < time.time() - KEEP_S:
+        await conn.execute(table.delete().where(table.c.key == key))
+        return None
     if row.fingerprint != print_:
         raise Conflict(
             "This Idempotency-Key was already used with a different request body; use a new key for a new request."
         )
     return row.status, orjson.loads(row.body)
+
+
+async def prune(engine: AsyncEngine, table: sa.Table) -> int:
+    """Delete keys older than 24 hours; returns how many went."""
+    async with engine.begin() as conn:
+        result = await conn.execute(table.delete().where(table.c.created_at < time.time() - KEEP_S))
+    return int(result.rowcount or 0)
+
+
+def scoped_key(namespace: str, caller_subject: str, key: str | None) -> str | None:
+    """The stored key: per operation and per caller, so nobody can replay another caller's response."""
+    if key is None:
+        return None
+    return f"{namespace}:{hashlib.sha256(caller_subject.encode()).hexdigest()[:16]}:{key}"
 
 
 async def run_once(

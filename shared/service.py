@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import sqlalchemy as sa
+import structlog
 from fastapi import APIRouter, Depends, FastAPI, Request
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from shared import idempotency
+from shared.audit import audit_router
+from shared.auth import verifier_from_settings
 from shared.bus import Consumer, Handler, Relay, backlog
 from shared.http import RequestContextMiddleware, install_problem_handlers, ops_router
 from shared.settings import ServiceSettings
@@ -34,6 +39,7 @@ def make_api(
     title: str,
     description: str,
     outbox: sa.Table | None = None,
+    audit: sa.Table | None = None,
 ) -> FastAPI:
     """A FastAPI app serving `router` under its public prefix, with ops endpoints and problem+json."""
 
@@ -53,6 +59,7 @@ def make_api(
     )
     app.state.engine = engine
     app.state.settings = settings
+    app.state.verifier = verifier_from_settings(settings)
     install_problem_handlers(app)
 
     async def outbox_state() -> Mapping[str, Any]:
@@ -67,6 +74,8 @@ def make_api(
     ops = ops_router(settings.service, engine, settings.amqp_url, outbox_state)
     app.include_router(ops, prefix=prefix)
     app.include_router(ops, include_in_schema=False)
+    if audit is not None:
+        app.include_router(audit_router(audit), prefix=prefix)  # before the service's own `/{id}` routes
     app.include_router(router, prefix=prefix)
     app.add_middleware(RequestContextMiddleware, service=settings.service)
     return app
@@ -80,9 +89,13 @@ def make_worker(
     inbox: sa.Table | None,
     subscriptions: Mapping[str, Handler],
     binding_keys: list[str] | None = None,
+    idempotency_keys: sa.Table | None = None,
 ) -> list[Coroutine[Any, Any, None]]:
-    """The worker's loops: the outbox relay (if the service publishes) and the consumer (if it listens)."""
+    """The worker's loops: the outbox relay (if the service publishes), the consumer (if it listens),
+    and housekeeping (expired Idempotency-Keys)."""
     loops: list[Coroutine[Any, Any, None]] = []
+    if idempotency_keys is not None:
+        loops.append(_housekeeping(engine, idempotency_keys))
     relay = None
     if outbox is not None:
         relay = Relay(
@@ -116,3 +129,16 @@ def make_worker(
         )
         loops.append(consumer.run())
     return loops
+
+
+async def _housekeeping(engine: AsyncEngine, idempotency_keys: sa.Table, every_s: float = 3600.0) -> None:
+    """Hourly: delete Idempotency-Keys older than 24 h. Failures are logged and retried next time."""
+    log = structlog.get_logger("housekeeping")
+    while True:
+        try:
+            removed = await idempotency.prune(engine, idempotency_keys)
+            if removed:
+                log.info("expired idempotency keys removed", count=removed)
+        except Exception as exc:  # the database may be briefly away; the next round tries again
+            log.warning("housekeeping failed", error=repr(exc))
+        await asyncio.sleep(every_s)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, ClassVar
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 SUPPORTED_DB_SCHEMES = ("sqlite+aiosqlite://", "postgresql+asyncpg://")
+# Must match shared.auth.DEV_ISSUER (kept literal here so settings import nothing heavy).
+DEV_ISSUER = "tarjotin-dev-issuer"
+DEV_JWKS_URL = "http://127.0.0.1:8105/.well-known/jwks.json"
 
 
 class ServiceSettings(BaseSettings):
@@ -40,6 +43,15 @@ class ServiceSettings(BaseSettings):
         default=(1000, 10000, 60000), validation_alias="TARJOTIN_RETRY_DELAYS_MS"
     )
     max_attempts: int = Field(default=5, ge=1, le=50, validation_alias="TARJOTIN_MAX_ATTEMPTS")
+
+    # development: the local token issuer (`python -m shared.devissuer`) is trusted by default.
+    # production: an issuer and a key source must be configured, and the development ones are refused.
+    environment: Literal["development", "production"] = Field(default="development", validation_alias="TARJOTIN_ENV")
+    auth_issuer: str = Field(default="", validation_alias="TARJOTIN_AUTH_ISSUER")
+    auth_audience: str = Field(default="tarjotin", min_length=1, validation_alias="TARJOTIN_AUTH_AUDIENCE")
+    auth_jwks_url: str = Field(default="", validation_alias="TARJOTIN_AUTH_JWKS_URL")
+    auth_public_key_file: Path | None = Field(default=None, validation_alias="TARJOTIN_AUTH_PUBLIC_KEY_FILE")
+    auth_leeway_s: int = Field(default=30, ge=0, le=300, validation_alias="TARJOTIN_AUTH_LEEWAY_S")
 
     @field_validator("retry_delays_ms", mode="before")
     @classmethod
@@ -74,7 +86,28 @@ class ServiceSettings(BaseSettings):
             )
         if not self.amqp_url.startswith(("amqp://", "amqps://")):
             raise ValueError("amqp_url must be an amqp:// or amqps:// URL")
+        self._check_auth()
         return self
+
+    def _check_auth(self) -> None:
+        if self.auth_jwks_url and not self.auth_jwks_url.startswith(("https://", "http://")):
+            raise ValueError("TARJOTIN_AUTH_JWKS_URL must be an http(s) URL")
+        if self.auth_public_key_file is not None and not self.auth_public_key_file.is_file():
+            raise ValueError(f"TARJOTIN_AUTH_PUBLIC_KEY_FILE {self.auth_public_key_file} is not a readable file")
+        if self.environment == "production":
+            if not self.auth_issuer or self.auth_issuer == DEV_ISSUER:
+                raise ValueError("production needs TARJOTIN_AUTH_ISSUER set to the network's identity provider")
+            if not (self.auth_jwks_url or self.auth_public_key_file):
+                raise ValueError("production needs TARJOTIN_AUTH_JWKS_URL or TARJOTIN_AUTH_PUBLIC_KEY_FILE")
+            if self.auth_jwks_url == DEV_JWKS_URL or "dev-issuer" in str(self.auth_public_key_file or ""):
+                raise ValueError("production may not trust the development token issuer's keys")
+            if self.auth_jwks_url.startswith("http://"):
+                raise ValueError("production fetches signing keys over https only")
+            return
+        if not self.auth_issuer:
+            self.auth_issuer = DEV_ISSUER
+        if not (self.auth_jwks_url or self.auth_public_key_file):
+            self.auth_jwks_url = DEV_JWKS_URL
 
     @property
     def queue(self) -> str:

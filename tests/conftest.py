@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import auth
 from tests.support.infra import DB_KINDS, BusNamespace
+
+auth.install_env()
 
 
 @pytest.fixture(params=DB_KINDS)

@@ -11,6 +11,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 
+from tests.support.auth import ADMIN
 from tests.support.infra import PG_URL, ROOT, BusNamespace, eventually, short_id
 
 
@@ -58,6 +59,8 @@ class System:
             "TARJOTIN_RETRY_DELAYS_MS": "200,500,1000",
             "TARJOTIN_DEMO": "0",
         }
+        # Verify through the development issuer's JWKS (serving the tests' key), as `make run` does.
+        self.env.pop("TARJOTIN_AUTH_PUBLIC_KEY_FILE", None)
         self.url = f"http://127.0.0.1:{self.gateway_port}"
         self.log_dir = workdir / "run" / "log"
 
@@ -115,8 +118,9 @@ class System:
 
             await eventually(all_ready, timeout=timeout, interval=0.3)
 
-    def client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.url, timeout=30)
+    def client(self, headers: dict[str, str] | None = None) -> httpx.AsyncClient:
+        """A client through the gateway; a network admin unless other `headers` are given."""
+        return httpx.AsyncClient(base_url=self.url, timeout=30, headers=ADMIN if headers is None else headers)
 
 
 class Network:
