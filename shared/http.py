@@ -214,3 +214,25 @@ def ops_router(
         return Response(payload, media_type=content_type)
 
     return router
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, as every error is answered."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    request_id: str | None = None
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` entries for problem+json answers (e.g. 401, 403, 404 of authorised routes)."""
+    return {
+        status: {"model": Problem, "description": TITLES.get(status, "Error"), "content": {PROBLEM: {}}}
+        for status in statuses
+    }
+
+
+# What every route behind a token may answer besides its own outcomes.
+AUTH_RESPONSES = problem_responses(401, 403)
