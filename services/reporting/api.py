@@ -1,4 +1,19 @@
-"""Reporting HTTP routes: every report as JSON (paginated), CSV or XLSX (every row)."""
+"""Reporting HTTP routes: every report as JSON (paginated), CSV or XLSX (every row).
+
+Every report needs a bearer token (401 without one); who may read what (tests/authz/matrix.csv):
+
+| report | roles | scope |
+|---|---|---|
+| participants | counsellor, provider staff, finance, network admin | staff: their institution's part |
+| completions | those, and partner | staff: their institution's part; partner and admin: the network |
+| billing | finance, network admin | finance: their institution's line only |
+| supply-demand | counsellor, provider staff, finance, network admin, partner | the whole network (aggregates) |
+| follow-up/{id} | counsellor of that institution, network admin | another institution's: 404 |
+
+Students and operations staff read no report (403). "Their institution's part" is defined in
+`views` (the figures of enrolments and commitments the institution is a party to, as provider or as
+home institution); the scope is applied in the query, so JSON, CSV and XLSX carry the same rows.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +25,9 @@ from fastapi import APIRouter, Depends, Header, Query, Response
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.reporting import export, views
-from shared.http import Page
+from shared.auth import Principal, Role, require
+from shared.errors import Forbidden, NotFound
+from shared.http import Page, problem_responses
 from shared.service import EngineDep
 
 router = APIRouter(tags=["reports"])
@@ -21,6 +38,14 @@ FORMATS: dict[int | str, dict[str, Any]] = {
         "content": {"application/json": {}, export.CSV: {}, export.XLSX: {}},
     }
 }
+STAFF = (Role.COUNSELLOR, Role.PROVIDER_STAFF, Role.FINANCE)
+Participants = Annotated[Principal, Depends(require(*STAFF, Role.NETWORK_ADMIN))]
+Completions = Annotated[Principal, Depends(require(*STAFF, Role.NETWORK_ADMIN, Role.PARTNER))]
+Billing = Annotated[Principal, Depends(require(Role.FINANCE, Role.NETWORK_ADMIN))]
+SupplyDemand = Annotated[Principal, Depends(require(*STAFF, Role.NETWORK_ADMIN, Role.PARTNER))]
+FollowUp = Annotated[Principal, Depends(require(Role.COUNSELLOR, Role.NETWORK_ADMIN))]
+REPORT = {**FORMATS, **problem_responses(401, 403)}
+HIDDEN_REPORT = {**FORMATS, **problem_responses(401, 403, 404)}
 Id = Annotated[str | None, Query(min_length=1, max_length=64)]
 Year = Annotated[str | None, Query(description="e.g. `2026-2027` (1 Aug – 31 Jul)", max_length=9)]
 FormatParam = Annotated[str | None, Query(alias="format", description="json, csv or xlsx; overrides `Accept`")]
@@ -43,6 +68,15 @@ class Output:
 OutputDep = Annotated[Output, Depends()]
 
 
+def institution_scope(caller: Principal) -> str | None:
+    """None (the whole network) for the network admin and partners; else the institution the caller acts for."""
+    if caller.is_admin or caller.role is Role.PARTNER:
+        return None
+    if caller.role not in STAFF or caller.institution_id is None:  # guarded by `require` and the token rules
+        raise Forbidden(f"A {caller.role.value} reads no institution's reports.")
+    return caller.institution_id
+
+
 async def _answer(
     engine: Any, output: Output, build: Callable[[AsyncConnection, Page | None], Awaitable[export.Report]]
 ) -> Response:
@@ -51,8 +85,9 @@ async def _answer(
     return export.render(report, output.format)
 
 
-@router.get("/participants", responses=FORMATS, response_class=Response)
+@router.get("/participants", responses=REPORT, response_class=Response)
 async def participants(
+    caller: Participants,
     engine: EngineDep,
     output: OutputDep,
     academic_year: Year = None,
@@ -64,15 +99,22 @@ async def participants(
     """Per offering: seats, held (awaiting, confirmed or with a result), counts by status, by home institution.
 
     `group_by=home_institution`: per home institution, its students in other institutions' courses.
+
+    Counsellors, provider staff and finance see their institution's part: its own offerings with every
+    participant, other offerings with its own students only.
     """
     filters = views.Filters(
         academic_year=academic_year, provider=provider, offering_id=offering_id, home_institution=home_institution
     )
-    return await _answer(engine, output, lambda conn, page: views.participants(conn, filters, group_by, page))
+    scope = institution_scope(caller)
+    return await _answer(
+        engine, output, lambda conn, page: views.participants(conn, filters, group_by, page, scope=scope)
+    )
 
 
-@router.get("/completions", responses=FORMATS, response_class=Response)
+@router.get("/completions", responses=REPORT, response_class=Response)
 async def completions(
+    caller: Completions,
     engine: EngineDep,
     output: OutputDep,
     academic_year: Year = None,
@@ -84,7 +126,11 @@ async def completions(
         str, Query(description="offering (default), provider, home_institution, subject or academic_year")
     ] = "offering",
 ) -> Response:
-    """Passed, failed, interrupted, completion rate (passed / results) and credits earned."""
+    """Passed, failed, interrupted, completion rate (passed / results) and credits earned.
+
+    Aggregate counts only, no student. Partners and the network admin see the whole network;
+    counsellors, provider staff and finance the enrolments their institution is provider or home of.
+    """
     filters = views.Filters(
         academic_year=academic_year,
         provider=provider,
@@ -92,11 +138,15 @@ async def completions(
         home_institution=home_institution,
         subject=subject,
     )
-    return await _answer(engine, output, lambda conn, page: views.completions(conn, filters, group_by, page))
+    scope = institution_scope(caller)
+    return await _answer(
+        engine, output, lambda conn, page: views.completions(conn, filters, group_by, page, scope=scope)
+    )
 
 
-@router.get("/billing", responses=FORMATS, response_class=Response)
+@router.get("/billing", responses=REPORT, response_class=Response)
 async def billing(
+    caller: Billing,
     engine: EngineDep,
     output: OutputDep,
     academic_year: Year = None,
@@ -105,17 +155,22 @@ async def billing(
     period_end: Annotated[date | None, Query(description="invoices and credit notes issued on or before")] = None,
 ) -> Response:
     """Per institution, owed to it (as provider) and by it (as home): committed, chargeable, invoiced,
-    credited, voided. Money as exact decimal strings."""
+    credited, voided. Money as exact decimal strings.
+
+    Finance staff see their own institution's line only (`institution=` another one: no line).
+    """
     filters = views.Filters(academic_year=academic_year)
+    scope = institution_scope(caller)
     return await _answer(
         engine,
         output,
-        lambda conn, page: views.billing(conn, filters, institution, period_start, period_end, page),
+        lambda conn, page: views.billing(conn, filters, institution, period_start, period_end, page, scope=scope),
     )
 
 
-@router.get("/supply-demand", responses=FORMATS, response_class=Response)
+@router.get("/supply-demand", responses=REPORT, response_class=Response)
 async def supply_demand(
+    _caller: SupplyDemand,
     engine: EngineDep,
     output: OutputDep,
     academic_year: Year = None,
@@ -129,15 +184,19 @@ async def supply_demand(
         Query(description="comma-separated: subject, level, region, academic_year, period (default the first four)"),
     ] = None,
 ) -> Response:
-    """Offerings, seats, requests, fill rate, waitlisted (unmet demand), offerings under their minimum."""
+    """Offerings, seats, requests, fill rate, waitlisted (unmet demand), offerings under their minimum.
+
+    Aggregates over the whole network, the same for every role that may read it.
+    """
     filters = views.Filters(
         academic_year=academic_year, subject=subject, level=level, region=region, provider=provider, period=period
     )
     return await _answer(engine, output, lambda conn, page: views.supply_demand(conn, filters, group_by, page))
 
 
-@router.get("/follow-up/{institution_id}", responses=FORMATS, response_class=Response)
+@router.get("/follow-up/{institution_id}", responses=HIDDEN_REPORT, response_class=Response)
 async def follow_up(
+    caller: FollowUp,
     institution_id: str,
     engine: EngineDep,
     output: OutputDep,
@@ -147,6 +206,10 @@ async def follow_up(
     """A home institution's students with failed, interrupted or late-withdrawn enrolments, for counsellors.
 
     Students appear by pseudonymous `student_ref`; names come from `/api/enrolments/{enrolment_id}`.
+    Personal data: only counsellors of that institution (and the network admin) see it; another
+    institution's follow-up answers 404, whether or not that institution exists.
     """
+    if not caller.acts_for(institution_id):
+        raise NotFound(f"No follow-up report of institution {institution_id!r} is visible to you.")
     filters = views.Filters(academic_year=academic_year, provider=provider)
     return await _answer(engine, output, lambda conn, page: views.follow_up(conn, institution_id, filters, page))

@@ -4,6 +4,15 @@ Every report reads counter rows (whose number depends on the catalogue and the i
 the number of enrolments) plus the small reference tables; only the follow-up list reads per-enrolment
 rows, through an index on (home institution, follow-up flag, year). JSON answers are paginated;
 `page=None` returns every row (CSV and XLSX exports).
+
+Institution scope (`scope=`, set by the HTTP layer for counsellors, provider staff and finance): a
+school's staff see only the figures of enrolments and commitments *their institution is a party to*,
+as the provider of the offering or as the home institution of the student (payee or payer of a
+commitment). Every counter row is keyed by such a pair, so the scope is one condition on the pair
+tables, applied before any filter or grouping; the same `Report` feeds JSON, CSV and XLSX, so every
+format shows the same rows. Filters narrow within the scope and never widen it: `provider=` naming
+another institution shows only the caller's own students in that institution's offerings, and a
+filter matching nothing the caller is party to yields no rows. `scope=None` is the whole network.
 """
 
 from __future__ import annotations
@@ -115,7 +124,7 @@ def _page_meta(total: int, page: Page | None, count: int) -> dict[str, int]:
     return {"total": total, "page": page.page, "page_size": page.page_size}
 
 
-def _sums(table: sa.Table) -> list[sa.ColumnElement[Any]]:
+def _sums(table: sa.FromClause) -> list[sa.ColumnElement[Any]]:
     return [sa.func.coalesce(sa.func.sum(table.c[name]), 0).label(name) for name in domain.ENROLMENT_COUNTERS]
 
 
@@ -139,7 +148,7 @@ async def _institution_names(conn: AsyncConnection, ids: Sequence[str]) -> dict[
     return {row.id: row.name for row in rows}
 
 
-def _enrolment_filters(table: sa.Table, f: Filters) -> list[sa.ColumnElement[bool]]:
+def _enrolment_filters(table: sa.FromClause, f: Filters) -> list[sa.ColumnElement[bool]]:
     where: list[sa.ColumnElement[bool]] = []
     if f.academic_year:
         where.append(table.c.academic_year == f.academic_year)
@@ -159,17 +168,47 @@ def _counter_table(*, offering: bool, home: bool) -> sa.Table:
     return home_provider_counts
 
 
+def _party(table: sa.FromClause, scope: str) -> sa.ColumnElement[bool]:
+    """Counter rows of enrolments `scope` is a party to: as the offering's provider or as the home institution."""
+    return sa.or_(table.c.provider_id == scope, table.c.home_institution_id == scope)
+
+
+def _counter_source(*, offering: bool, home: bool, scope: str | None) -> sa.FromClause:
+    """The counters a report reads: the smallest table with its dimensions, or, for an institution's staff,
+    only the figures of enrolments that institution is a party to (see the module docstring).
+
+    Scoped, the rows come from a pair table (provider × home institution) so the party condition applies
+    before anything is summed; per offering without the home dimension, each offering's row is then the
+    sum of the caller's part of it: the whole offering for its provider, the caller's students otherwise.
+    """
+    if scope is None:
+        return _counter_table(offering=offering, home=home)
+    pairs = offering_home_counts if offering else home_provider_counts
+    if home or not offering:
+        return sa.select(pairs).where(_party(pairs, scope)).subquery("scoped")
+    keys = [pairs.c.offering_id, pairs.c.provider_id, pairs.c.academic_year]
+    sums = [sa.func.sum(pairs.c[name]).label(name) for name in domain.ENROLMENT_COUNTERS]
+    return sa.select(*keys, *sums).where(_party(pairs, scope)).group_by(*keys).subquery("scoped")
+
+
 # --- participants ---------------------------------------------------------------------------------
 
 
-async def participants(conn: AsyncConnection, f: Filters, group_by: str, page: Page | None) -> Report:
-    """Per offering: seats, held, counts by status, and by home institution; or per home institution."""
+async def participants(
+    conn: AsyncConnection, f: Filters, group_by: str, page: Page | None, *, scope: str | None = None
+) -> Report:
+    """Per offering: seats, held, counts by status, and by home institution; or per home institution.
+
+    Scoped to an institution (module docstring): per offering, the offerings it provides with every
+    participant, and other institutions' offerings with its own students only (`by_home_institution`
+    then lists only it); per home institution, see `_participants_by_home`.
+    """
     domain.check_academic_year(f.academic_year)
     if group_by not in PARTICIPANT_GROUPS:
         raise Invalid(f"group_by {group_by!r} is not one of {', '.join(PARTICIPANT_GROUPS)}.")
     if group_by == "home_institution":
-        return await _participants_by_home(conn, f, page)
-    src = _counter_table(offering=True, home=f.home_institution is not None)
+        return await _participants_by_home(conn, f, page, scope)
+    src = _counter_source(offering=True, home=f.home_institution is not None, scope=scope)
     where = _enrolment_filters(src, f)
     joined = src.outerjoin(offerings, offerings.c.id == src.c.offering_id)
     query = (
@@ -200,6 +239,8 @@ async def participants(conn: AsyncConnection, f: Filters, group_by: str, page: P
             pair_where = [pairs.c.offering_id.in_([row.offering_id for row in rows])]
             if f.home_institution is not None:
                 pair_where.append(pairs.c.home_institution_id == f.home_institution)
+        if scope is not None:
+            pair_where.append(_party(pairs, scope))
         wanted = [pairs.c.offering_id, pairs.c.home_institution_id, *(pairs.c[n] for n in domain.PARTICIPANT_COUNTERS)]
         pair_rows = await conn.execute(
             sa.select(*wanted).where(*pair_where).order_by(pairs.c.offering_id, pairs.c.home_institution_id)
@@ -230,6 +271,7 @@ async def participants(conn: AsyncConnection, f: Filters, group_by: str, page: P
         "group_by": "offering",
         "academic_year": f.academic_year,
         "filters": f.given(),
+        "scope": scope,
         "totals": {**domain.participant_row(_counts(totals_row)), "requests": _counts(totals_row)["requests"]},
         **_page_meta(total, page, len(items)),
         "items": items,
@@ -249,9 +291,13 @@ async def participants(conn: AsyncConnection, f: Filters, group_by: str, page: P
     return Report("participants", body, columns, items, _stem("participants", _year_part(f.academic_year)))
 
 
-async def _participants_by_home(conn: AsyncConnection, f: Filters, page: Page | None) -> Report:
-    """Per home institution: its students in *other* institutions' courses."""
-    src = _counter_table(offering=f.offering_id is not None, home=True)
+async def _participants_by_home(conn: AsyncConnection, f: Filters, page: Page | None, scope: str | None) -> Report:
+    """Per home institution: its students in *other* institutions' courses.
+
+    Scoped to an institution: its own line (its students in every other institution's courses), and a
+    line per other home institution counting only that institution's students in the scope's courses.
+    """
+    src = _counter_source(offering=f.offering_id is not None, home=True, scope=scope)
     where = [*_enrolment_filters(src, f), src.c.provider_id != src.c.home_institution_id]
     home = src.c.home_institution_id
     query = (
@@ -280,6 +326,7 @@ async def _participants_by_home(conn: AsyncConnection, f: Filters, page: Page | 
         "group_by": "home_institution",
         "academic_year": f.academic_year,
         "filters": f.given(),
+        "scope": scope,
         "totals": {**domain.participant_row(_counts(totals_row)), "requests": _counts(totals_row)["requests"]},
         **_page_meta(total, page, len(items)),
         "items": items,
@@ -298,14 +345,23 @@ async def _participants_by_home(conn: AsyncConnection, f: Filters, page: Page | 
 # --- completions ----------------------------------------------------------------------------------
 
 
-async def completions(conn: AsyncConnection, f: Filters, group_by: str, page: Page | None) -> Report:
-    """Passed / failed / interrupted, completion rate and credits earned, grouped by one dimension."""
+async def completions(
+    conn: AsyncConnection, f: Filters, group_by: str, page: Page | None, *, scope: str | None = None
+) -> Report:
+    """Passed / failed / interrupted, completion rate and credits earned, grouped by one dimension.
+
+    Aggregates only: counts per offering, institution, subject or year, never a student. Scoped to an
+    institution (module docstring), every line counts only the enrolments it is a party to: per offering,
+    its own offerings in full and its students in others'; per provider, itself in full and its students
+    at other providers; per home institution, its own students everywhere and other institutions'
+    students in its courses; per subject and year, the sum of those.
+    """
     domain.check_academic_year(f.academic_year)
     if group_by not in COMPLETION_GROUPS:
         raise Invalid(f"group_by {group_by!r} is not one of {', '.join(COMPLETION_GROUPS)}.")
     needs_offering = group_by in ("offering", "subject") or f.offering_id is not None or f.subject is not None
     needs_home = group_by == "home_institution" or f.home_institution is not None
-    src = _counter_table(offering=needs_offering, home=needs_home)
+    src = _counter_source(offering=needs_offering, home=needs_home, scope=scope)
     where = _enrolment_filters(src, f)
     source: sa.FromClause = src
     if group_by == "subject" or f.subject is not None:
@@ -366,6 +422,7 @@ async def completions(conn: AsyncConnection, f: Filters, group_by: str, page: Pa
         "group_by": group_by,
         "academic_year": f.academic_year,
         "filters": f.given(),
+        "scope": scope,
         "totals": domain.completion_row(_counts(totals_row)),
         **_page_meta(total, page, len(items)),
         "items": items,
@@ -426,14 +483,26 @@ async def billing(
     period_start: date | None,
     period_end: date | None,
     page: Page | None,
+    *,
+    scope: str | None = None,
 ) -> Report:
     """Per institution: owed to it (as provider) and owed by it (as home); money exact to the cent.
 
     Reads the (year, payee, payer) counter rows and the invoices and credit notes, summed in SQL per
     side: the answer's cost depends on the number of institutions, not of commitments.
+
+    Scoped to an institution (its finance staff): only its own line, and totals over the commitments,
+    invoices and credit notes it is payee or payer of, exactly as `institution=` that institution; an
+    `institution=` naming another one yields no line and zero totals.
     """
     domain.check_academic_year(f.academic_year)
     bounds = _period_bounds(period_start, period_end)
+    asked = institution
+    nothing: list[sa.ColumnElement[bool]] = []
+    if scope is not None:
+        if institution is not None and institution != scope:
+            nothing = [sa.false()]
+        institution = scope
     sides: dict[str, dict[str, dict[str, int]]] = defaultdict(lambda: {"as_provider": {}, "as_home": {}})
     totals: dict[str, int] = {}
 
@@ -444,12 +513,12 @@ async def billing(
             elif inst is not None:
                 sides[inst][side].update(values)
 
-    year_where = [billing_counts.c.academic_year == f.academic_year] if f.academic_year else []
+    year_where = [*nothing, *([billing_counts.c.academic_year == f.academic_year] if f.academic_year else [])]
     measures = [(n, sa.func.sum(billing_counts.c[n])) for n in domain.BILLING_COUNTERS]
     collect(await _per_side(conn, billing_counts, measures, year_where, institution))
     documents = ((invoices, "invoice_count", "invoiced_cents"), (credit_notes, "credit_note_count", "credited_cents"))
     for table, count_key, cents_key in documents:
-        where = [table.c.academic_year == f.academic_year] if f.academic_year else []
+        where = [*nothing, *([table.c.academic_year == f.academic_year] if f.academic_year else [])]
         if bounds[0] is not None:
             where.append(table.c.issued_at >= bounds[0])
         if bounds[1] is not None:
@@ -472,7 +541,7 @@ async def billing(
         }
         for inst in ids
     ]
-    filters = {**f.given(), **({"institution": institution} if institution else {})}
+    filters = {**f.given(), **({"institution": asked} if asked else {})}
     if period_start:
         filters["period_start"] = period_start.isoformat()
     if period_end:
@@ -481,6 +550,7 @@ async def billing(
         "report": "billing",
         "academic_year": f.academic_year,
         "filters": filters,
+        "scope": scope,
         "notes": (
             "Commitments count in the academic year of their enrolment; invoices and credit notes in the year and "
             "period (UTC dates) in which they were issued."
@@ -495,7 +565,7 @@ async def billing(
         *(Column(f"as_provider.{key}", kind) for key, kind in MONEY_SIDE),  # type: ignore[arg-type]
         *(Column(f"as_home.{key}", kind) for key, kind in MONEY_SIDE),  # type: ignore[arg-type]
     )
-    stem = _stem("billing", institution, _year_part(f.academic_year))
+    stem = _stem("billing", asked or scope, _year_part(f.academic_year))
     return Report("billing", body, columns, items, stem)
 
 
