@@ -16,7 +16,7 @@ from services.billing import handlers
 from services.billing.api import router
 from services.billing.consumers import SUBSCRIPTIONS
 from services.billing.settings import Settings
-from services.billing.tables import inbox, outbox
+from services.billing.tables import audit_log, idempotency_keys, inbox, outbox
 from shared.db import make_engine
 from shared.service import make_api, make_worker
 
@@ -32,6 +32,7 @@ def build_api(settings: Settings, today: Callable[[], date] = handlers.utc_today
         router,
         prefix=PREFIX,
         outbox=outbox,
+        audit=audit_log,
         title="Tarjotin billing",
         description="Payment commitments (maksusitoumus), commitment policies, invoices and credit notes.",
     )
@@ -59,5 +60,12 @@ def build_worker(
 ) -> list[Coroutine[Any, Any, None]]:
     """Relay, consumer and the deadline clock. `engine`: the API's, when both run in one process (`all`)."""
     engine = engine or make_engine(settings.database_url)
-    loops = make_worker(settings, engine, outbox=outbox, inbox=inbox, subscriptions=SUBSCRIPTIONS)
+    loops = make_worker(
+        settings,
+        engine,
+        outbox=outbox,
+        inbox=inbox,
+        subscriptions=SUBSCRIPTIONS,
+        idempotency_keys=idempotency_keys,
+    )
     return [*loops, charge_due_loop(engine, settings.charge_due_interval_s, today)]

@@ -1,7 +1,8 @@
-"""Billing tables: local copy of institutions, policies, commitments, invoices and credit notes."""
+"""Billing tables: local copy of institutions, policies, commitments, invoices and credit notes, audit log."""
 
 import sqlalchemy as sa
 
+from shared.audit import add_audit_table
 from shared.bus import add_bus_tables
 from shared.db import Cents, DecimalText, UTCDateTime
 from shared.idempotency import add_idempotency_table
@@ -76,6 +77,8 @@ invoice_runs = sa.Table(
     sa.Column("period_start", sa.Date, nullable=False),
     sa.Column("period_end", sa.Date, nullable=False),
     sa.Column("issue_date", sa.Date, nullable=False),
+    # The one provider a run was limited to (an institution's finance runs its own invoices); null: all.
+    sa.Column("payee_id", sa.String(64), nullable=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
 )
 
@@ -129,3 +132,4 @@ invoice_counters = sa.Table(
 
 outbox, inbox = add_bus_tables(metadata)
 idempotency_keys = add_idempotency_table(metadata)
+audit_log = add_audit_table(metadata)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -48,10 +49,28 @@ async def get_commitment(conn: AsyncConnection, commitment_id: str) -> dict[str,
     return commitment_dict(row)
 
 
+async def commitment_parties(conn: AsyncConnection, commitment_ids: Sequence[str]) -> dict[str, Any]:
+    """id → (id, payer_id, payee_id) of those commitments that exist: who may see and decide them."""
+    rows = await conn.execute(
+        sa.select(commitments.c.id, commitments.c.payer_id, commitments.c.payee_id).where(
+            commitments.c.id.in_(list(commitment_ids))
+        )
+    )
+    return {row.id: row for row in rows}
+
+
 async def list_commitments(
-    conn: AsyncConnection, *, filters: dict[str, str | None], offset: int, limit: int
+    conn: AsyncConnection,
+    *,
+    filters: dict[str, str | None],
+    offset: int,
+    limit: int,
+    where: sa.ColumnElement[bool] | None = None,
 ) -> tuple[int, list[dict[str, Any]]]:
+    """Commitments matching every filter (and `where`, the caller's scope), oldest first."""
     query = sa.select(commitments)
+    if where is not None:
+        query = query.where(where)
     for name, value in filters.items():
         if value is not None:
             query = query.where(commitments.c[name] == value)
@@ -137,9 +156,11 @@ async def list_invoices(
     period_end: date | None,
     offset: int,
     limit: int,
+    where: sa.ColumnElement[bool] | None = None,
 ) -> tuple[int, list[dict[str, Any]]]:
-    """Invoices and credit notes; a period filter keeps documents whose period overlaps it."""
-    conditions = []
+    """Invoices and credit notes; a period filter keeps documents whose period overlaps it, and `where`
+    (the caller's scope) those the caller may see."""
+    conditions: list[sa.ColumnElement[bool]] = [] if where is None else [where]
     if payee is not None:
         conditions.append(invoices.c.payee_id == payee)
     if payer is not None:

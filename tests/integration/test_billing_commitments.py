@@ -20,7 +20,7 @@ from services.billing import domain, handlers, views
 from services.billing.app import build_worker, charge_due_loop
 from services.billing.consumers import SUBSCRIPTIONS
 from services.billing.settings import Settings
-from services.billing.tables import inbox
+from services.billing.tables import idempotency_keys, inbox
 from shared.bus import Consumer
 from shared.bus.topology import declare_exchange
 from shared.db import make_engine
@@ -441,14 +441,21 @@ async def test_the_worker_loop_charges_due_commitments_on_its_clock(world: World
             await loop
 
 
-def test_the_billing_worker_runs_the_relay_the_consumer_and_the_deadline_loop(tmp_path: Path) -> None:
+def test_the_billing_worker_runs_housekeeping_the_relay_the_consumer_and_the_deadline_loop(tmp_path: Path) -> None:
     settings = Settings(database_url=f"sqlite+aiosqlite:///{tmp_path}/w.db", charge_due_interval_s=5)
     shared_engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/api.db")
     loops = build_worker(settings, engine=shared_engine)  # as `python -m services.billing all` does
     try:
         # repr: <coroutine object Relay.run at 0x…>
-        assert [repr(c).split()[2] for c in loops] == ["Relay.run", "Consumer.run", "charge_due_loop"]
-        clock = inspect.getcoroutinelocals(loops[2])
+        assert [repr(c).split()[2] for c in loops] == [
+            "_housekeeping",  # expired Idempotency-Keys of invoice runs
+            "Relay.run",
+            "Consumer.run",
+            "charge_due_loop",
+        ]
+        housekeeping = inspect.getcoroutinelocals(loops[0])
+        assert housekeeping["idempotency_keys"] is idempotency_keys
+        clock = inspect.getcoroutinelocals(loops[3])
         assert clock["engine"] is shared_engine and clock["interval_s"] == 5
     finally:
         for coroutine in loops:

@@ -34,6 +34,7 @@ from shared.events import (
     LocalizedText,
     new_event,
 )
+from tests.support.auth import ADMIN
 from tests.support.infra import database, migrate
 
 YEAR = "2026-2027"
@@ -52,14 +53,15 @@ async def billing_engine(kind: str, tmp_path: Path) -> AsyncIterator[AsyncEngine
 
 @asynccontextmanager
 async def billing_client(
-    engine: AsyncEngine, today: Callable[[], date] | None = None
+    engine: AsyncEngine, today: Callable[[], date] | None = None, headers: dict[str, str] | None = ADMIN
 ) -> AsyncIterator[httpx.AsyncClient]:
+    """An in-process billing API; every request carries `headers` (the network admin's token unless told)."""
     app = build_api(Settings(database_url="sqlite+aiosqlite:///unused.db"))
     app.state.engine = engine
     if today is not None:
         app.state.today = today
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test/api/billing") as client:
+    async with httpx.AsyncClient(transport=transport, base_url="http://test/api/billing", headers=headers) as client:
         yield client
 
 

@@ -50,13 +50,16 @@ async def next_number(conn: AsyncConnection, kind: DocumentKind, payee_id: str, 
     return domain.document_number(kind, payee_id, year, sequence)
 
 
-async def _due_for_billing(conn: AsyncConnection, period_end: date) -> list[sa.Row[Any]]:
-    """Commitments whose due amount differs from what was billed, as of the period's end (locked)."""
+async def _due_for_billing(conn: AsyncConnection, period_end: date, payee_id: str | None) -> list[sa.Row[Any]]:
+    """Commitments whose due amount differs from what was billed, as of the period's end (locked);
+    only those owed to `payee_id` when given."""
+    only_payee = sa.true() if payee_id is None else commitments.c.payee_id == payee_id
     return list(
         (
             await conn.execute(
                 sa.select(commitments)
                 .where(
+                    only_payee,
                     sa.or_(
                         sa.and_(
                             commitments.c.status == Status.CHARGEABLE,
@@ -68,7 +71,7 @@ async def _due_for_billing(conn: AsyncConnection, period_end: date) -> list[sa.R
                             commitments.c.voided_on <= period_end,
                             commitments.c.billed_amount != 0,
                         ),
-                    )
+                    ),
                 )
                 .order_by(commitments.c.payee_id, commitments.c.payer_id, commitments.c.created_at, commitments.c.id)
                 .with_for_update()
@@ -199,19 +202,35 @@ async def _issue(
 
 
 async def run_invoices(
-    conn: AsyncConnection, period_start: date, period_end: date, *, today: date, correlation_id: str
+    conn: AsyncConnection,
+    period_start: date,
+    period_end: date,
+    *,
+    today: date,
+    correlation_id: str,
+    payee_id: str | None = None,
 ) -> dict[str, Any]:
-    """Invoice every chargeable commitment due by `period_end` and credit what was voided after invoicing."""
+    """Invoice every chargeable commitment due by `period_end` and credit what was voided after invoicing.
+
+    `payee_id` limits the run to what is owed to that one provider (its finance staff run their own
+    invoices); without it the run covers the whole network.
+    """
     domain.check_period(period_start, period_end)
     await _one_run_at_a_time(conn)
     await charge_due(conn, today)
-    run = {"id": str(uuid.uuid4()), "period_start": period_start, "period_end": period_end, "issue_date": today}
+    run = {
+        "id": str(uuid.uuid4()),
+        "period_start": period_start,
+        "period_end": period_end,
+        "issue_date": today,
+        "payee_id": payee_id,
+    }
     await conn.execute(invoice_runs.insert().values(**run, created_at=datetime.now(UTC)))
 
     to_invoice: dict[Group, list[tuple[sa.Row[Any], Decimal]]] = defaultdict(list)
     to_credit: dict[Group, list[tuple[sa.Row[Any], Decimal]]] = defaultdict(list)
     numbers: dict[str | None, str] = {}
-    for row in await _due_for_billing(conn, period_end):
+    for row in await _due_for_billing(conn, period_end, payee_id):
         step = domain.adjustment(row.status, row.chargeable_amount, row.billed_amount)
         if step is None:
             continue
