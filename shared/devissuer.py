@@ -64,6 +64,11 @@ def jwks(key: ec.EllipticCurvePrivateKey) -> dict[str, Any]:
     return {"keys": [jwk]}
 
 
+def _opaque_subject(*parts: str | None) -> str:
+    """A stable subject that does not spell out a learner id (subjects land in audit logs)."""
+    return "dev-" + hashlib.sha256("|".join(str(p) for p in parts).encode()).hexdigest()[:16]
+
+
 def mint(
     key: ec.EllipticCurvePrivateKey,
     *,
@@ -86,7 +91,7 @@ def mint(
     claims: dict[str, Any] = {
         "iss": issuer,
         "aud": audience,
-        "sub": subject or f"{parsed.value}:{institution or 'network'}:{learner_id or 'dev'}",
+        "sub": subject or _opaque_subject(parsed.value, institution, learner_id),
         "iat": now,
         "nbf": now,
         "exp": now + ttl_s,

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from services.enrolment.api import router
 from services.enrolment.consumers import SUBSCRIPTIONS
 from services.enrolment.settings import Settings
-from services.enrolment.tables import inbox, outbox
+from services.enrolment.tables import audit_log, idempotency_keys, inbox, outbox
 from shared.db import make_engine
 from shared.service import make_api, make_worker
 
@@ -26,6 +26,7 @@ def build_api(settings: Settings) -> FastAPI:
         router,
         prefix=PREFIX,
         outbox=outbox,
+        audit=audit_log,
         title="Tarjotin enrolment",
         description="Students, enrolments, seats and waitlists. Personal data stays here.",
     )
@@ -33,5 +34,10 @@ def build_api(settings: Settings) -> FastAPI:
 
 def build_worker(settings: Settings) -> list[Coroutine[Any, Any, None]]:
     return make_worker(
-        settings, make_engine(settings.database_url), outbox=outbox, inbox=inbox, subscriptions=SUBSCRIPTIONS
+        settings,
+        make_engine(settings.database_url),
+        outbox=outbox,
+        inbox=inbox,
+        subscriptions=SUBSCRIPTIONS,
+        idempotency_keys=idempotency_keys,
     )

@@ -8,12 +8,22 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.enrolment import domain, views
+from services.enrolment.access import enrolment_not_found
 from services.enrolment.domain import Status
-from services.enrolment.tables import enrolments, institutions, offering_tombstones, offerings, outbox, students
+from services.enrolment.tables import (
+    enrolments,
+    idempotency_keys,
+    institutions,
+    offering_tombstones,
+    offerings,
+    outbox,
+    students,
+)
 from shared.bus import stage
 from shared.db import upsert_if_newer
 from shared.errors import Invalid, NotFound
@@ -215,7 +225,7 @@ async def request_enrolment(
         "status": status,
         "waitlist_position": position,
         "student_ref": student_id,
-        "student": {"learner_id": student.learner_id, "name": student.name, "email": student.email},
+        "student": {"learner_id": student.learner_id, "name": student.name, "email": student.email, "erased": False},
         "commitment_id": None,
         "grade": None,
         "credits_earned": None,
@@ -388,7 +398,7 @@ async def _enrolment_and_offering(conn: AsyncConnection, enrolment_id: str) -> A
         )
     ).first()
     if row is None:
-        raise NotFound(f"Enrolment {enrolment_id!r} does not exist.")
+        raise enrolment_not_found(enrolment_id)
     return row
 
 
@@ -462,3 +472,38 @@ async def on_offering_cancelled(conn: AsyncConnection, event: Envelope) -> None:
         version = await _transition(conn, enrolment_id, Status.CANCELLED, release_seat=True, waitlist_seq=None)
         _row, facts = await _facts(conn, enrolment_id)
         await _emit(conn, EnrolmentCancelled(**facts, reason=data.reason), enrolment_id, version, event.correlationid)
+
+
+# --- personal data ---------------------------------------------------------------------------------
+
+ERASED_STUDENT = {"learner_id": None, "name": None, "email": None, "erased": True}
+
+
+async def erase_student(conn: AsyncConnection, student_ref: str) -> bool:
+    """Remove a student's personal data; the pseudonymous row and its enrolments stay. Returns whether
+    anything was erased now (False: erased before).
+
+    With the learner id gone the student can no longer be found by it: enrolling the same learner
+    again makes a new pseudonymous student. Events never carried personal data, so none is published.
+    Stored Idempotency-Key answers that showed the student are rewritten without it.
+    """
+    result = await conn.execute(
+        students.update()
+        .where(students.c.id == student_ref, students.c.erased_at.is_(None))
+        .values(learner_id=None, name=None, email=None, erased_at=_now())
+    )
+    if result.rowcount != 1:
+        return False
+    # Keys live 24 h and erasures are rare: a scan of the table beats an index every request would pay for.
+    pattern = "%" + orjson.dumps({"student_ref": student_ref})[1:-1].decode() + "%"  # %"student_ref":"<ref>"%
+    column = idempotency_keys.c.body
+    text = sa.func.convert_from(column, "UTF8") if conn.dialect.name == "postgresql" else sa.cast(column, sa.Text)
+    stored = await conn.execute(sa.select(idempotency_keys.c.key, column).where(text.like(pattern)))
+    for key, body in stored.all():
+        answer = orjson.loads(body)
+        if isinstance(answer, dict) and answer.get("student_ref") == student_ref and "student" in answer:
+            answer["student"] = dict(ERASED_STUDENT)
+            await conn.execute(
+                idempotency_keys.update().where(idempotency_keys.c.key == key).values(body=orjson.dumps(answer))
+            )
+    return True

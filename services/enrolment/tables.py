@@ -1,7 +1,8 @@
-"""Enrolment tables: local copies of offerings and institutions, students, enrolments."""
+"""Enrolment tables: local copies of offerings and institutions, students, enrolments, audit log."""
 
 import sqlalchemy as sa
 
+from shared.audit import add_audit_table
 from shared.bus import add_bus_tables
 from shared.db import Cents, UTCDateTime
 from shared.idempotency import add_idempotency_table
@@ -57,9 +58,13 @@ students = sa.Table(
     metadata,
     sa.Column("id", sa.String(36), primary_key=True, comment="the pseudonymous student_ref of events"),
     sa.Column("home_institution_id", sa.String(64), nullable=False),
-    sa.Column("learner_id", sa.String(100), nullable=False),
-    sa.Column("name", sa.String(200), nullable=False),
-    sa.Column("email", sa.String(254), nullable=False),
+    # Personal data: all three become NULL when the student is erased. The row (the student_ref) stays,
+    # so enrolments, money and reports still add up; NULL learner ids never collide in the unique
+    # constraint, so the same learner enrolling again becomes a new pseudonymous student.
+    sa.Column("learner_id", sa.String(100), nullable=True),
+    sa.Column("name", sa.String(200), nullable=True),
+    sa.Column("email", sa.String(254), nullable=True),
+    sa.Column("erased_at", UTCDateTime, nullable=True),
     sa.UniqueConstraint("home_institution_id", "learner_id", name="uq_students_learner"),
 )
 
@@ -94,3 +99,4 @@ enrolments = sa.Table(
 
 outbox, inbox = add_bus_tables(metadata)
 idempotency_keys = add_idempotency_table(metadata)
+audit_log = add_audit_table(metadata)

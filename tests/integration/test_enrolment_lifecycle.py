@@ -30,6 +30,7 @@ from shared.events import (
     OfferingUpdated,
     new_event,
 )
+from tests.support.auth import ADMIN
 from tests.support.infra import database, migrate
 
 pytestmark = pytest.mark.integration
@@ -83,7 +84,8 @@ async def engine(db_kind: str, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
 async def client(engine: AsyncEngine) -> AsyncIterator[httpx.AsyncClient]:
     app = build_api(Settings(database_url="sqlite+aiosqlite:///unused.db"))
     app.state.engine = engine
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t/api/enrolments") as client:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t/api/enrolments", headers=ADMIN) as client:
         yield client
 
 

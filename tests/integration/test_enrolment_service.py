@@ -20,6 +20,7 @@ from services.enrolment.settings import Settings
 from services.enrolment.tables import enrolments, offerings, outbox, students
 from shared.db import make_engine
 from shared.events import InstitutionRegistered, LocalizedText, OfferingPublished, new_event
+from tests.support.auth import ADMIN
 from tests.support.infra import database, migrate
 
 pytestmark = pytest.mark.integration
@@ -77,7 +78,7 @@ async def client(engine: AsyncEngine) -> AsyncIterator[httpx.AsyncClient]:
     app = build_api(Settings(database_url="sqlite+aiosqlite:///unused.db"))
     app.state.engine = engine
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test/api/enrolments") as client:
+    async with httpx.AsyncClient(transport=transport, base_url="http://test/api/enrolments", headers=ADMIN) as client:
         yield client
 
 

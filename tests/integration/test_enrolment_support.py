@@ -1,0 +1,138 @@
+"""Helpers for the enrolment auth and privacy tests: a migrated database, the in-process API without a
+default token, and a `World` that feeds the service the catalogue and billing events it consumes.
+(No tests in this module.)"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import date, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.enrolment import handlers
+from services.enrolment.app import build_api
+from services.enrolment.settings import Settings
+from shared.db import make_engine
+from shared.events import CommitmentAccepted, InstitutionRegistered, LocalizedText, OfferingPublished, new_event
+from tests.support.auth import ADMIN
+from tests.support.infra import database, migrate
+
+TODAY = date.today()
+# Home institutions (kao is a member, edupoli an outside one) and providers.
+HOMES = {"kao": True, "edupoli": False}
+PROVIDERS = {"sakky": True, "tampere": True}
+
+
+@asynccontextmanager
+async def enrolment_world(kind: str, tmp_path: Path) -> AsyncIterator[World]:
+    """A migrated database of `kind` with the institutions registered, and the API in process."""
+    async with database(kind, tmp_path, "enrolauth") as url:
+        await migrate("enrolment", url)
+        engine = make_engine(url, pool_size=10)
+        app = build_api(Settings(database_url="sqlite+aiosqlite:///unused.db"))
+        app.state.engine = engine
+        transport = httpx.ASGITransport(app=app)
+        try:
+            async with httpx.AsyncClient(transport=transport, base_url="http://t/api/enrolments") as client:
+                world = World(engine, client)
+                await world.seed()
+                yield world
+        finally:
+            await engine.dispose()
+
+
+def enrolment_body(offering_id: str, home: str, learner: str) -> dict[str, Any]:
+    return {
+        "offering_id": offering_id,
+        "home_institution_id": home,
+        "student": {"learner_id": learner, "name": f"Name {learner}", "email": f"{learner.lower()}@example.fi"},
+    }
+
+
+class World:
+    def __init__(self, engine: AsyncEngine, client: httpx.AsyncClient) -> None:
+        self.engine, self.client = engine, client
+
+    async def seed(self) -> None:
+        async with self.engine.begin() as conn:
+            for slug, member in {**HOMES, **PROVIDERS}.items():
+                data = InstitutionRegistered(
+                    institution_id=slug, names=LocalizedText(fi=slug), kind="upper_secondary", member=member
+                )
+                await handlers.on_institution(
+                    conn, new_event(data, source="catalogue", subject=slug, sequence=1, correlation_id="seed")
+                )
+
+    async def offering(self, provider: str, seats: int = 50) -> str:
+        offering_id = f"{provider}-{uuid.uuid4().hex[:8]}"
+        data = OfferingPublished(
+            offering_id=offering_id,
+            course_id="c1",
+            provider_id=provider,
+            titles=LocalizedText(fi=f"Kurssi {offering_id}"),
+            subject="mathematics",
+            level="upper_secondary",
+            credits="2.0",
+            languages=["fi"],
+            delivery_mode="online_self_paced",
+            academic_year="2026-2027",
+            start_date=TODAY + timedelta(days=30),
+            end_date=TODAY + timedelta(days=90),
+            enrolment_opens=TODAY - timedelta(days=1),
+            enrolment_closes=TODAY + timedelta(days=20),
+            min_participants=1,
+            max_participants=seats,
+            member_price=Decimal("80.00"),
+            external_price=Decimal("100.00"),
+            free_cancellation_deadline=TODAY + timedelta(days=44),
+        )
+        async with self.engine.begin() as conn:
+            await handlers.on_offering(
+                conn, new_event(data, source="catalogue", subject=offering_id, sequence=2, correlation_id="seed")
+            )
+        return offering_id
+
+    async def enrol(
+        self, home: str, learner: str, offering_id: str, headers: dict[str, str] = ADMIN, **kwargs: Any
+    ) -> dict[str, Any]:
+        response = await self.client.post(
+            "", json=enrolment_body(offering_id, home, learner), headers=headers, **kwargs
+        )
+        assert response.status_code in (200, 201), response.text
+        return dict(response.json())
+
+    async def confirm(self, enrolment: dict[str, Any]) -> None:
+        data = CommitmentAccepted(
+            commitment_id=str(uuid.uuid4()),
+            enrolment_id=enrolment["id"],
+            offering_id=enrolment["offering_id"],
+            payer_id=enrolment["home_institution_id"],
+            payee_id="sakky",
+            amount=Decimal("80.00"),
+            academic_year="2026-2027",
+            decided_by="automatic",
+        )
+        async with self.engine.begin() as conn:
+            await handlers.on_commitment_accepted(
+                conn, new_event(data, source="billing", subject=data.commitment_id, sequence=2, correlation_id="t")
+            )
+
+    async def confirmed(self, home: str, learner: str, provider: str) -> dict[str, Any]:
+        """A confirmed enrolment in a new offering of `provider` (so it can be withdrawn or given a result)."""
+        enrolment = await self.enrol(home, learner, await self.offering(provider))
+        await self.confirm(enrolment)
+        return enrolment
+
+    async def count(self, table: sa.Table, *where: sa.ColumnElement[bool]) -> int:
+        async with self.engine.connect() as conn:
+            query = sa.select(sa.func.count()).select_from(table)
+            if where:
+                query = query.where(*where)
+            return int((await conn.execute(query)).scalar_one())
