@@ -12,7 +12,7 @@ from services.catalogue.api import router
 from services.catalogue.consumers import SUBSCRIPTIONS
 from services.catalogue.search import FacetCache
 from services.catalogue.settings import Settings
-from services.catalogue.tables import inbox, outbox
+from services.catalogue.tables import audit_log, idempotency_keys, inbox, outbox
 from shared.db import make_engine
 from shared.service import make_api, make_worker
 
@@ -27,8 +27,10 @@ def build_api(settings: Settings) -> FastAPI:
         router,
         prefix=PREFIX,
         outbox=outbox,
+        audit=audit_log,
         title="Tarjotin catalogue",
-        description="Institutions, pricing guidelines, courses and offerings of the network.",
+        description="Institutions, pricing guidelines, courses and offerings of the network. Reading is public; "
+        "changes need a bearer token (network admin, or the providing institution's staff).",
     )
     app.state.facet_cache = FacetCache()
     return app
@@ -36,5 +38,10 @@ def build_api(settings: Settings) -> FastAPI:
 
 def build_worker(settings: Settings) -> list[Coroutine[Any, Any, None]]:
     return make_worker(
-        settings, make_engine(settings.database_url), outbox=outbox, inbox=inbox, subscriptions=SUBSCRIPTIONS
+        settings,
+        make_engine(settings.database_url),
+        outbox=outbox,
+        inbox=inbox,
+        subscriptions=SUBSCRIPTIONS,
+        idempotency_keys=idempotency_keys,
     )

@@ -2,6 +2,7 @@
 
 import sqlalchemy as sa
 
+from shared.audit import add_audit_table
 from shared.bus import add_bus_tables
 from shared.db import Cents, DecimalText, UTCDateTime
 from shared.idempotency import add_idempotency_table
@@ -106,6 +107,7 @@ offering_search = sa.Table(
     sa.Index("ix_offering_search_price", "member_price", "offering_id"),
     sa.Index("ix_offering_search_year_start", "academic_year", "start_date"),
     sa.Index("ix_offering_search_status_window", "status", "enrolment_opens", "enrolment_closes"),
+    # Covers the facet counts (status too: public searches leave drafts out, see search/query.py).
     sa.Index(
         "ix_offering_search_facets",
         "subject",
@@ -114,6 +116,7 @@ offering_search = sa.Table(
         "delivery_mode",
         "provider_id",
         "region",
+        "status",
     ),
     sa.Index("ix_offering_search_provider", "provider_id", "start_date"),
 )
@@ -140,3 +143,4 @@ search_state = sa.Table(
 
 outbox, inbox = add_bus_tables(metadata)
 idempotency_keys = add_idempotency_table(metadata)
+audit_log = add_audit_table(metadata)

@@ -161,6 +161,14 @@ async def get_offering(conn: AsyncConnection, offering_id: str) -> dict[str, Any
     return offering_dict(row)
 
 
+async def offering_provider(conn: AsyncConnection, offering_id: str) -> str:
+    """The providing institution of an offering (404 if there is no such offering)."""
+    found = (await conn.execute(sa.select(offerings.c.provider_id).where(offerings.c.id == offering_id))).first()
+    if found is None:
+        raise NotFound(f"Offering {offering_id!r} does not exist.")
+    return str(found.provider_id)
+
+
 async def find_offerings(conn: AsyncConnection, *where: sa.ColumnElement[bool]) -> list[dict[str, Any]]:
     rows = (await conn.execute(_offering_query().where(*where))).all()
     return [offering_dict(r) for r in rows]

@@ -1,4 +1,4 @@
-"""Route: bulk CSV import of courses and offerings (provider staff)."""
+"""Route: bulk CSV import of courses and offerings (provider staff of their own institution, or the network admin)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.datastructures import UploadFile
 
 from services.catalogue import imports
-from services.catalogue.api.common import IdempotencyKey
+from services.catalogue.api.access import ProviderStaff, check_provider
+from services.catalogue.api.common import IdempotencyKey, record
 from services.catalogue.api.models import ImportReport
 from services.catalogue.tables import idempotency_keys
 from shared.errors import Invalid
-from shared.http import correlation_id
-from shared.idempotency import run_once
+from shared.http import correlation_id, problem_responses
+from shared.idempotency import run_once, scoped_key
 from shared.service import EngineDep
 
 router = APIRouter(tags=["imports"])
@@ -56,6 +57,7 @@ async def _file_bytes(request: Request) -> bytes:
 @router.post(
     "/imports",
     response_model=ImportReport,
+    responses=problem_responses(401, 403, 413, 415, 422),
     description=f"""Create or update courses and offerings from a CSV file (UTF-8; comma, semicolon or tab
 separated; header on line 1; at most {imports.MAX_ROWS} rows and {imports.MAX_BYTES // 1024} KiB).
 
@@ -66,6 +68,10 @@ again reports `unchanged`. An empty optional cell keeps what an existing course 
 one gets the default). `publish=true` publishes a draft (events through the outbox). A file that cannot be
 read, or lacks required columns, is refused (422) and changes nothing. `dry_run=true` answers the same
 report and changes nothing.
+
+Provider staff import only their own institution's courses and offerings: `provider_id` defaults to it,
+another institution's `provider_id` on the request is refused (403), and a row naming another provider is
+rejected on its line. The network admin may import for any provider.
 
 Columns:
 
@@ -90,16 +96,27 @@ Columns:
 async def import_csv(
     request: Request,
     engine: EngineDep,
+    caller: ProviderStaff,
     provider_id: Annotated[str | None, Query(max_length=64, description="for rows without provider_id")] = None,
     dry_run: Annotated[bool, Query(description="check and report, change nothing")] = False,
     key: IdempotencyKey = None,
 ) -> JSONResponse:
+    only_provider = None if caller.is_admin else caller.institution_id
+    requested = provider_id is not None
+    if provider_id is not None:
+        check_provider(caller, provider_id)
+    else:
+        provider_id = only_provider  # provider staff import for their own institution by default
     data = await _file_bytes(request)
-    imports.read(data, provider_id)  # a file that cannot be read is refused before any transaction
+    imports.read(data, provider_id, requested=requested)  # a file that cannot be read is refused before any work
     cid = correlation_id(request)
 
     async def work(conn: AsyncConnection) -> tuple[int, dict[str, Any]]:
-        report = await imports.import_rows(conn, imports.read(data, provider_id), cid, dry_run=dry_run)
+        rows = imports.read(data, provider_id, requested=requested)
+        report = await imports.import_rows(conn, rows, cid, dry_run=dry_run, only_provider=only_provider)
+        if not dry_run:
+            applied = sorted({row.provider_id for row in rows if row.provider_id and not row.errors})
+            await record(conn, caller, "import.apply", ",".join(applied)[:200] or provider_id)
         return 200, ImportReport.model_validate(report).model_dump(mode="json")
 
     if dry_run:
@@ -111,6 +128,6 @@ async def import_csv(
                 await transaction.rollback()
         return JSONResponse(body)
     fingerprint = {"sha256": hashlib.sha256(data).hexdigest(), "provider_id": provider_id}
-    scoped = f"{request.method} {request.url.path}:{key}" if key else None
+    scoped = scoped_key(f"{request.method} {request.url.path}", caller.subject, key)
     status, body, _replayed = await run_once(engine, idempotency_keys, scoped, fingerprint, work)
     return JSONResponse(body, status_code=status)

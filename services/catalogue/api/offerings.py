@@ -1,4 +1,5 @@
-"""Routes: offerings — create, change, lifecycle, and the public search."""
+"""Routes: offerings — create, change, lifecycle (the provider's staff or the network admin), and the public
+search (drafts only for their provider's staff and network admins)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,23 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.catalogue import domain, handlers, search, views
-from services.catalogue.api.common import IdempotencyKey, PageDep, create_once
+from services.catalogue.api.access import (
+    OPTIONAL_TOKEN,
+    WRITE_BY_ID_RESPONSES,
+    MaybeCaller,
+    ProviderStaff,
+    check_provider,
+    draft_providers,
+    sees_drafts_of,
+)
+from services.catalogue.api.common import IdempotencyKey, PageDep, audited, create_once
 from services.catalogue.api.models import CancelBody, Language, OfferingCreate, OfferingPatch, OfferingRead, SearchPage
-from shared.errors import Invalid
-from shared.http import correlation_id
+from shared.auth import Principal
+from shared.errors import Invalid, NotFound
+from shared.http import correlation_id, problem_responses
 from shared.service import EngineDep
 
 router = APIRouter(tags=["offerings"])
@@ -21,11 +33,19 @@ Facet = Annotated[str | None, Query(max_length=100)]
 Price = Annotated[Decimal | None, Query(ge=0, max_digits=12, decimal_places=2, description="member price, e.g. 120.00")]
 
 
-@router.post("/offerings", status_code=201, response_model=OfferingRead)
+async def _check_owner(conn: AsyncConnection, caller: Principal, offering_id: str) -> None:
+    """404 for no such offering, 403 unless the caller may change it."""
+    check_provider(caller, await views.offering_provider(conn, offering_id))
+
+
+@router.post(
+    "/offerings", status_code=201, response_model=OfferingRead, responses=problem_responses(401, 403, 404, 409)
+)
 async def create_offering(
-    body: OfferingCreate, request: Request, engine: EngineDep, key: IdempotencyKey = None
+    body: OfferingCreate, request: Request, engine: EngineDep, caller: ProviderStaff, key: IdempotencyKey = None
 ) -> JSONResponse:
-    """Create a draft offering of a course; prices default from the year's pricing guideline."""
+    """Create a draft offering of a course (its provider's staff, or the network admin); prices default from the
+    year's pricing guideline."""
     plan = domain.OfferingPlan(**body.model_dump(include=set(domain.PLAN_FIELDS)))
     cmd = handlers.CreateOffering(
         course_id=body.course_id,
@@ -35,14 +55,20 @@ async def create_offering(
         free_cancellation_deadline=body.free_cancellation_deadline,
         external_id=body.external_id,
     )
-    return await create_once(request, engine, key, body, lambda conn: handlers.create_offering(conn, cmd), OfferingRead)
+
+    async def work(conn: AsyncConnection) -> dict[str, Any]:
+        check_provider(caller, (await views.get_course(conn, body.course_id))["provider_id"])
+        return await handlers.create_offering(conn, cmd)
+
+    return await create_once(request, engine, caller, key, body, work, OfferingRead, "offering.create")
 
 
-@router.get("/offerings", response_model=SearchPage)
+@router.get("/offerings", response_model=SearchPage, responses=problem_responses(401), openapi_extra=OPTIONAL_TOKEN)
 async def search_offerings(
     request: Request,
     engine: EngineDep,
     page: PageDep,
+    caller: MaybeCaller,
     q: Annotated[str | None, Query(max_length=200, description="words in titles, descriptions, code")] = None,
     subject: Facet = None,
     level: Facet = None,
@@ -61,7 +87,9 @@ async def search_offerings(
     ] = "start_date",
 ) -> dict[str, Any]:
     """Search the catalogue: words (prefixes, any case and accents) over titles and descriptions in fi/sv/en and
-    the course code, with facets; paginated, with facet counts."""
+    the course code, with facets; paginated, with facet counts.
+
+    Public: no token needed. Drafts are found only by their provider's own staff and by network admins."""
     if academic_year:
         domain.check_academic_year(academic_year)
     if min_price is not None and max_price is not None and min_price > max_price:
@@ -80,6 +108,7 @@ async def search_offerings(
         min_price=min_price,
         max_price=max_price,
         sort=sort,
+        drafts_of=draft_providers(caller),
     )
     async with engine.connect() as conn:
         cache = getattr(request.app.state, "facet_cache", None)
@@ -89,50 +118,72 @@ async def search_offerings(
     return {**listing, "facets": found.facets}
 
 
-@router.get("/offerings/{offering_id}", response_model=OfferingRead)
-async def get_offering(offering_id: str, engine: EngineDep) -> dict[str, Any]:
+@router.get(
+    "/offerings/{offering_id}",
+    response_model=OfferingRead,
+    responses=problem_responses(401, 404),
+    openapi_extra=OPTIONAL_TOKEN,
+)
+async def get_offering(offering_id: str, engine: EngineDep, caller: MaybeCaller) -> dict[str, Any]:
+    """One offering (public); a draft only for its provider's staff and network admins (404 for others)."""
     async with engine.connect() as conn:
-        return await views.get_offering(conn, offering_id)
+        data = await views.get_offering(conn, offering_id)
+    if data["status"] == domain.OfferingStatus.DRAFT and not sees_drafts_of(caller, data["provider_id"]):
+        raise NotFound(f"Offering {offering_id!r} does not exist.")
+    return data
 
 
-@router.patch("/offerings/{offering_id}", response_model=OfferingRead)
-async def update_offering(offering_id: str, body: OfferingPatch, request: Request, engine: EngineDep) -> dict[str, Any]:
+@router.patch("/offerings/{offering_id}", response_model=OfferingRead, responses=WRITE_BY_ID_RESPONSES)
+async def update_offering(
+    offering_id: str, body: OfferingPatch, request: Request, engine: EngineDep, caller: ProviderStaff
+) -> dict[str, Any]:
     """Change dates, limits, prices or deadline; a published offering's change publishes `offering.updated`.
 
     Lowering `max_participants` below the seats already held is allowed: the enrolment service keeps
     those enrolments and takes no new ones until seats free up.
     """
-    async with engine.begin() as conn:
+    async with audited(engine, caller, "offering.update", offering_id) as conn:
+        await _check_owner(conn, caller, offering_id)
         return await handlers.update_offering(conn, offering_id, body.changes(), correlation_id(request))
 
 
-@router.post("/offerings/{offering_id}/publish", response_model=OfferingRead)
-async def publish_offering(offering_id: str, request: Request, engine: EngineDep) -> dict[str, Any]:
+@router.post("/offerings/{offering_id}/publish", response_model=OfferingRead, responses=WRITE_BY_ID_RESPONSES)
+async def publish_offering(
+    offering_id: str, request: Request, engine: EngineDep, caller: ProviderStaff
+) -> dict[str, Any]:
     """Open a draft offering to enrolment; publishes `offering.published`."""
-    async with engine.begin() as conn:
+    async with audited(engine, caller, "offering.publish", offering_id) as conn:
+        await _check_owner(conn, caller, offering_id)
         return await handlers.publish_offering(conn, offering_id, correlation_id(request))
 
 
-@router.post("/offerings/{offering_id}/cancel", response_model=OfferingRead)
+@router.post("/offerings/{offering_id}/cancel", response_model=OfferingRead, responses=WRITE_BY_ID_RESPONSES)
 async def cancel_offering(
-    offering_id: str, request: Request, engine: EngineDep, body: CancelBody | None = None
+    offering_id: str, request: Request, engine: EngineDep, caller: ProviderStaff, body: CancelBody | None = None
 ) -> dict[str, Any]:
     """Cancel a draft, published or closed offering; publishes `offering.cancelled` (enrolments are cancelled and
     commitments voided downstream). Cancelling twice answers 409."""
     reason = body.reason if body else None
-    async with engine.begin() as conn:
+    async with audited(engine, caller, "offering.cancel", offering_id) as conn:
+        await _check_owner(conn, caller, offering_id)
         return await handlers.cancel_offering(conn, offering_id, reason, correlation_id(request))
 
 
-@router.post("/offerings/{offering_id}/close", response_model=OfferingRead)
-async def close_offering(offering_id: str, request: Request, engine: EngineDep) -> dict[str, Any]:
+@router.post("/offerings/{offering_id}/close", response_model=OfferingRead, responses=WRITE_BY_ID_RESPONSES)
+async def close_offering(
+    offering_id: str, request: Request, engine: EngineDep, caller: ProviderStaff
+) -> dict[str, Any]:
     """Stop enrolment now (published → closed); publishes `offering.updated`."""
-    async with engine.begin() as conn:
+    async with audited(engine, caller, "offering.close", offering_id) as conn:
+        await _check_owner(conn, caller, offering_id)
         return await handlers.close_offering(conn, offering_id, correlation_id(request))
 
 
-@router.post("/offerings/{offering_id}/complete", response_model=OfferingRead)
-async def complete_offering(offering_id: str, request: Request, engine: EngineDep) -> dict[str, Any]:
+@router.post("/offerings/{offering_id}/complete", response_model=OfferingRead, responses=WRITE_BY_ID_RESPONSES)
+async def complete_offering(
+    offering_id: str, request: Request, engine: EngineDep, caller: ProviderStaff
+) -> dict[str, Any]:
     """Mark the run finished (published/closed → completed); publishes `offering.updated`."""
-    async with engine.begin() as conn:
+    async with audited(engine, caller, "offering.complete", offering_id) as conn:
+        await _check_owner(conn, caller, offering_id)
         return await handlers.complete_offering(conn, offering_id, correlation_id(request))

@@ -52,6 +52,16 @@ class Step:
     offering_id: str | None = None
 
 
+def refuse_other_providers(rows: list[Row], own: str) -> None:
+    """Mark every row of a provider other than `own` as refused (provider staff import only their own)."""
+    for row in rows:
+        if row.provider_id is not None and row.provider_id != own:
+            row.errors.append(
+                f"provider_id: {row.provider_id!r} is another institution; the staff of {own!r} may import only "
+                "their own institution's courses and offerings"
+            )
+
+
 async def load_state(conn: AsyncConnection, rows: list[Row]) -> State:
     providers = {r.provider_id for r in rows if r.provider_id}
     codes = {r.code for r in rows if r.code}

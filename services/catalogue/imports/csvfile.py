@@ -105,8 +105,13 @@ def _delimiter(first_line: str) -> str:
     return best if counts[best] else ","
 
 
-def read(data: bytes, default_provider: str | None) -> list[Row]:
-    """Every data row of the file, parsed and checked on its own (not yet against the database)."""
+def read(data: bytes, default_provider: str | None, *, requested: bool = True) -> list[Row]:
+    """Every data row of the file, parsed and checked on its own (not yet against the database).
+
+    `default_provider` is the provider of rows without one. If it was `requested` (`?provider_id=`), a row
+    naming another provider is an error; if it is only implied (the importer's own institution), such a row
+    is left for the caller to judge.
+    """
     text = decode(data)
     if not text.strip():
         raise Invalid("The file is empty; the first line must name the columns.", columns=list(COLUMNS))
@@ -124,7 +129,7 @@ def read(data: bytes, default_provider: str | None) -> list[Row]:
                 continue
             if len(rows) >= MAX_ROWS:
                 raise Invalid(f"The file has more than {MAX_ROWS} rows; split it into smaller files.")
-            rows.append(_row(line, header, record, default_provider))
+            rows.append(_row(line, header, record, default_provider, requested))
     except csv.Error as exc:
         raise Invalid(f"The file is not valid CSV at line {reader.line_num}: {exc}.") from exc
     if not rows:
@@ -247,7 +252,7 @@ class _Cells:
         return False
 
 
-def _row(line: int, header: list[str], record: list[str], default_provider: str | None) -> Row:
+def _row(line: int, header: list[str], record: list[str], default_provider: str | None, requested: bool) -> Row:
     row = Row(line=line)
     extra = record[len(header) :]
     if len(record) < len(header) or any(cell.strip() for cell in extra):
@@ -257,7 +262,7 @@ def _row(line: int, header: list[str], record: list[str], default_provider: str 
     row.external_id = cells.text("external_id", 100, required=True)
     row.code = cells.text("code", 50, required=True)
     own_provider = cells.text("provider_id", 64)
-    if own_provider and default_provider and own_provider != default_provider:
+    if own_provider and default_provider and requested and own_provider != default_provider:
         cells.fail("provider_id", f"{own_provider!r} differs from provider_id={default_provider!r} of the request")
     row.provider_id = own_provider or default_provider
     if row.provider_id is None:

@@ -36,6 +36,9 @@ class Criteria:
     min_price: Decimal | None = None
     max_price: Decimal | None = None
     sort: str = "start_date"
+    # Whose drafts may match: None for every provider's (the network admin), else only these providers'
+    # (a provider's own staff); the default, no one's, is the public catalogue.
+    drafts_of: tuple[str, ...] | None = ()
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,9 @@ def _conditions(criteria: Criteria, terms: list[str], *, dense: bool = False) ->
     if criteria.open_on:
         where += [d.status == "published", d.enrolment_opens <= criteria.open_on]
         where.append(d.enrolment_closes >= criteria.open_on)
+    if criteria.drafts_of is not None:
+        public: sa.ColumnElement[bool] = d.status != "draft"
+        where.append(sa.or_(public, d.provider_id.in_(criteria.drafts_of)) if criteria.drafts_of else public)
     if criteria.min_price is not None:
         where.append(d.member_price >= criteria.min_price)
     if criteria.max_price is not None:
