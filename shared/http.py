@@ -157,7 +157,7 @@ class ListOf(BaseModel, Generic[T]):
 class Page(BaseModel):
     """Pagination parameters shared by every list."""
 
-    page: int = Field(1, ge=1)
+    page: int = Field(1, ge=1, le=1_000_000)
     page_size: int = Field(50, ge=1, le=500)
 
     @property
@@ -208,7 +208,12 @@ def ops_router(
         body["status"] = "ready" if broker == "ok" else "degraded"
         return JSONResponse(body)
 
-    @router.get("/metrics", summary="Prometheus metrics")
+    @router.get(
+        "/metrics",
+        summary="Prometheus metrics",
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )
     async def metrics_page() -> Response:
         payload, content_type = metrics.render()
         return Response(payload, media_type=content_type)
@@ -236,3 +241,55 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 # What every route behind a token may answer besides its own outcomes.
 AUTH_RESPONSES = problem_responses(401, 403)
+
+
+def document_problems(app: FastAPI) -> None:
+    """Make the OpenAPI say what the API does: validation errors are problem+json, not FastAPI's default."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = build()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components["Problem"] = {
+            "title": "Problem",
+            "type": "object",
+            "description": "RFC 9457 problem details, as every error is answered.",
+            "required": ["type", "title", "status", "detail"],
+            "properties": {
+                "type": {"type": "string"},
+                "title": {"type": "string"},
+                "status": {"type": "integer"},
+                "detail": {"type": "string"},
+                "request_id": {"type": "string"},
+                "errors": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+                    },
+                },
+            },
+        }
+        problem_content = {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        for item in schema.get("paths", {}).values():
+            for operation in item.values():
+                if not isinstance(operation, dict):
+                    continue
+                for status, response in operation.get("responses", {}).items():
+                    if str(status).startswith(("4", "5")):
+                        response["content"] = problem_content
+                if "422" not in operation.get("responses", {}) and (
+                    operation.get("parameters") or operation.get("requestBody")
+                ):
+                    operation.setdefault("responses", {})["422"] = {
+                        "description": "Invalid request",
+                        "content": problem_content,
+                    }
+        for unused in ("HTTPValidationError", "ValidationError"):
+            components.pop(unused, None)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -18,7 +18,7 @@ from shared import idempotency
 from shared.audit import audit_router
 from shared.auth import verifier_from_settings
 from shared.bus import Consumer, Handler, Relay, backlog
-from shared.http import RequestContextMiddleware, install_problem_handlers, ops_router
+from shared.http import RequestContextMiddleware, document_problems, install_problem_handlers, ops_router
 from shared.settings import ServiceSettings
 
 
@@ -61,6 +61,7 @@ def make_api(
     app.state.settings = settings
     app.state.verifier = verifier_from_settings(settings)
     install_problem_handlers(app)
+    document_problems(app)
 
     async def outbox_state() -> Mapping[str, Any]:
         if outbox is None:
