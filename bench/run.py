@@ -2,13 +2,17 @@
 
     python -m bench.run [--db sqlite,postgres] [--n 3000] [--concurrency 32] [--rates 100,200]
                         [--rate-seconds 15] [--floor PATH] [--out bench-results] [--smoke]
+                        [--only enrolment|latency] [--offerings 10000] [--searches 400]
+                        [--report-rows 10000,1000000] [--report-requests 300] [--read-concurrency 4]
 
 For each database kind: ../shared/bench-floor/run.sh (flat out, then at 200/s) with this venv's Python;
 then a private Tarjotin (as `make run` starts it) driven through its gateway with POST /api/enrolments,
 flat out and at fixed rates. An enrolment is complete when the reporting service has recorded its
 `enrolment.confirmed` (request accepted → commitment accepted → enrolment confirmed → report updated);
-times come from the services' own databases (reporting inbox, enrolment rows). Prints a table and
-writes the whole result as JSON.
+times come from the services' own databases (reporting inbox, enrolment rows). Then, in the same system,
+the read paths (`bench/latency.py`): catalogue search over --offerings imported offerings, and every
+report endpoint over read models holding each of --report-rows enrolments. Prints tables and writes
+the whole result as JSON.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from typing import Any
 
 import orjson
 
+from bench import latency
 from bench.drive import drive, pct
 from bench.system import ROOT, BenchSystem, cpu_seconds, rss_mb
 
@@ -76,6 +81,8 @@ async def measure_system(
         )
         for i in range(n)
     ]
+    # Enrolments come from the home institution's counsellor, as on an opening day.
+    auth = system.bearer("counsellor", home)
     pids = system.pids()
     cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     started = time.time()
@@ -85,7 +92,7 @@ async def measure_system(
         bodies,
         concurrency=concurrency,
         rate=rate,
-        headers=lambda i: {"Idempotency-Key": f"{tag}-{i}"},
+        headers=lambda i: {**auth, "Idempotency-Key": f"{tag}-{i}"},
     )
     ok = [i for i, status in enumerate(result.status) if status == 201]
     sent_by_id = {orjson.loads(result.body[i])["id"]: result.sent_at[i] for i in ok}
@@ -145,39 +152,60 @@ async def confirmed_times(system: BenchSystem, ids: set[str]) -> dict[str, float
 
 
 async def bench_db(db: str, args: argparse.Namespace) -> dict[str, Any]:
-    floor_dir = Path(args.floor)
     report: dict[str, Any] = {"db": db}
-    print(f"[{db}] floor, flat out (n={args.n}, c={args.concurrency})", file=sys.stderr)
-    report["floor"] = run_floor(floor_dir, db, args.n, args.concurrency, 0)
-    floor_rate_n = max(50, int(200 * args.rate_seconds))
-    print(f"[{db}] floor, 200/s (n={floor_rate_n})", file=sys.stderr)
-    report["floor_200"] = run_floor(floor_dir, db, floor_rate_n, args.concurrency, 200)
+    enrolment = args.only in (None, "enrolment")
+    if enrolment:
+        floor_dir = Path(args.floor)
+        print(f"[{db}] floor, flat out (n={args.n}, c={args.concurrency})", file=sys.stderr)
+        report["floor"] = run_floor(floor_dir, db, args.n, args.concurrency, 0)
+        floor_rate_n = max(50, int(200 * args.rate_seconds))
+        print(f"[{db}] floor, 200/s (n={floor_rate_n})", file=sys.stderr)
+        report["floor_200"] = run_floor(floor_dir, db, floor_rate_n, args.concurrency, 200)
 
     with tempfile.TemporaryDirectory(prefix="tarjotin-bench-") as tmp:
         system = BenchSystem(Path(tmp), db)
         print(f"[{db}] starting the system", file=sys.stderr)
         system.up()
         try:
-            total = args.n + sum(int(r * args.rate_seconds) for r in args.rates)
-            offering_count = max(1, -(-total // 9000))
-            home, offerings = await system.seed(offering_count, seats=10000)
-            await asyncio.sleep(1.0)  # let the offerings reach enrolment
-            await measure_system(system, home, offerings, min(50, args.n), 8, 0, "warm")
-            print(f"[{db}] system, flat out", file=sys.stderr)
-            report["system"] = await measure_system(system, home, offerings, args.n, args.concurrency, 0, "flat")
-            report["system_rates"] = []
-            for rate in args.rates:
-                print(f"[{db}] system, {rate}/s", file=sys.stderr)
-                report["system_rates"].append(
-                    await measure_system(
-                        system, home, offerings, int(rate * args.rate_seconds), args.concurrency, rate, f"r{int(rate)}"
-                    )
+            if enrolment:
+                await measure_enrolment(system, args, report)
+            if args.only in (None, "latency"):
+                report["latency"] = await latency.bench_latency(
+                    system,
+                    offerings=args.offerings,
+                    searches=args.searches,
+                    report_sizes=args.report_rows,
+                    report_offerings=args.report_offerings,
+                    report_institutions=args.report_institutions,
+                    report_requests=args.report_requests,
+                    concurrency=args.read_concurrency,
+                    log=lambda text: print(f"[{db}] {text}", file=sys.stderr),
                 )
         finally:
             await system.down()
-    floor_rate = report["floor"].get("e2e_per_s") or 0
-    report["ratio_to_floor"] = round(report["system"]["e2e_per_s"] / floor_rate, 2) if floor_rate else None
+    if enrolment:
+        floor_rate = report["floor"].get("e2e_per_s") or 0
+        report["ratio_to_floor"] = round(report["system"]["e2e_per_s"] / floor_rate, 2) if floor_rate else None
     return report
+
+
+async def measure_enrolment(system: BenchSystem, args: argparse.Namespace, report: dict[str, Any]) -> None:
+    db = system.db
+    total = args.n + sum(int(r * args.rate_seconds) for r in args.rates)
+    offering_count = max(1, -(-total // 9000))
+    home, offerings = await system.seed(offering_count, seats=10000)
+    await asyncio.sleep(1.0)  # let the offerings reach enrolment
+    await measure_system(system, home, offerings, min(50, args.n), 8, 0, "warm")
+    print(f"[{db}] system, flat out", file=sys.stderr)
+    report["system"] = await measure_system(system, home, offerings, args.n, args.concurrency, 0, "flat")
+    report["system_rates"] = []
+    for rate in args.rates:
+        print(f"[{db}] system, {rate}/s", file=sys.stderr)
+        report["system_rates"].append(
+            await measure_system(
+                system, home, offerings, int(rate * args.rate_seconds), args.concurrency, rate, f"r{int(rate)}"
+            )
+        )
 
 
 def table(results: list[dict[str, Any]]) -> str:
@@ -186,6 +214,8 @@ def table(results: list[dict[str, Any]]) -> str:
         f"{'→confirmed p99':>15} {'http p99':>9} {'cpu ms/enr':>10}"
     ]
     for r in results:
+        if "system" not in r:
+            continue
         floor, system = r["floor"], r["system"]
         lines.append(
             f"{r['db']:9} {'floor flat':14} {floor.get('e2e_per_s', 0):>8} {'':>6} "
@@ -216,11 +246,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--floor", default=str(ROOT.parent / "shared" / "bench-floor"))
     parser.add_argument("--out", default=str(ROOT / "bench-results"))
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, to prove the harness works")
+    parser.add_argument("--only", choices=("enrolment", "latency"), help="run one part (default: both)")
+    read = parser.add_argument_group("read paths (bench/latency.py)")
+    read.add_argument("--offerings", type=int, default=10000, help="offerings imported for the search")
+    read.add_argument("--searches", type=int, default=400, help="search requests measured")
+    read.add_argument(
+        "--report-rows",
+        default="10000,1000000",
+        help="enrolments in the reporting read models, smallest first; the reports are measured at each",
+    )
+    read.add_argument("--report-requests", type=int, default=300, help="report requests measured per size")
+    read.add_argument("--report-offerings", type=int, default=10000, help="offerings the enrolments are spread over")
+    read.add_argument("--report-institutions", type=int, default=60)
+    read.add_argument("--read-concurrency", type=int, default=4, help="connections for searches and reports")
     args = parser.parse_args(argv)
     args.rates = [float(r) for r in args.rates.split(",") if r]
+    args.report_rows = [int(r) for r in args.report_rows.split(",") if r]
     if args.smoke:
         args.n, args.rate_seconds, args.rates = 60, 0.5, [100.0]
-    if not (Path(args.floor) / "run.sh").exists():
+        args.offerings, args.searches, args.report_rows = 50, 40, [1000, 2000]
+        args.report_requests, args.report_offerings, args.report_institutions = 25, 40, 6
+    if args.only != "latency" and not (Path(args.floor) / "run.sh").exists():
         print(
             f"bench-floor not found at {args.floor} (expected ../shared/bench-floor beside the checkout)",
             file=sys.stderr,
@@ -231,10 +277,20 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"bench-{datetime.now().strftime('%Y%m%dT%H%M%S')}.json"
     path.write_text(json.dumps({"args": {k: v for k, v in vars(args).items()}, "results": results}, indent=2))
-    print(table(results))
+    if any("system" in r for r in results):
+        print(table(results))
+    if any("latency" in r for r in results):
+        print(latency.latency_table(results))
     print(f"\nwritten: {path}")
-    complete = all(r["system"]["completed"] == r["system"]["accepted"] == r["system"]["n"] for r in results)
-    return 0 if complete else 1
+    complete = all(
+        r["system"]["completed"] == r["system"]["accepted"] == r["system"]["n"] for r in results if "system" in r
+    )
+    answered = all(
+        not r["latency"]["search"]["errors"] and not any(size["errors"] for size in r["latency"]["reports"]["sizes"])
+        for r in results
+        if "latency" in r
+    )
+    return 0 if complete and answered else 1
 
 
 if __name__ == "__main__":

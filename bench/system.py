@@ -52,6 +52,14 @@ class BenchSystem:
             "TARJOTIN_LOG_LEVEL": "WARNING",
         }
         self.url = f"http://127.0.0.1:{self.gateway_port}"
+        self.issuer_url = f"http://127.0.0.1:{base + 5}"  # tarjotin.sh runs the development issuer there
+
+    def bearer(self, role: str = "network_admin", institution: str | None = None) -> dict[str, str]:
+        """An Authorization header from the system's development token issuer."""
+        params = {"role": role, "sub": f"bench-{role}", **({"institution": institution} if institution else {})}
+        response = httpx.get(f"{self.issuer_url}/token", params=params, timeout=10)
+        response.raise_for_status()
+        return {"Authorization": f"Bearer {response.json()['access_token']}"}
 
     def script(self, *args: str) -> None:
         subprocess.run(
@@ -103,7 +111,7 @@ class BenchSystem:
     async def seed(self, offerings: int, seats: int) -> tuple[str, list[str]]:
         """A provider, a member home institution in automatic mode, and published offerings; returns ids."""
         today = date.today()
-        async with httpx.AsyncClient(base_url=self.url, timeout=30) as client:
+        async with httpx.AsyncClient(base_url=self.url, timeout=30, headers=self.bearer()) as client:
             for slug, member in (("bench-provider", True), ("bench-home", True)):
                 response = await client.post(
                     "/api/catalogue/institutions",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -136,6 +137,64 @@ class RequestContextMiddleware:
                 method = scope["method"]
                 metrics.HTTP_REQUESTS.labels(self.service, method, route, str(status)).inc()
                 metrics.HTTP_DURATION.labels(self.service, method, route).observe(time.perf_counter() - started)
+
+
+# A NUL character inside a JSON string (`\u0000` after an even number of backslashes), or a raw one.
+_JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def _has_nul(data: bytes) -> bool:
+    return b"\x00" in data or (b"u0000" in data and _JSON_NUL.search(data) is not None)
+
+
+class NulGuardMiddleware:
+    """Refuse NUL characters in paths, queries and bodies (422) before they reach a database.
+
+    PostgreSQL cannot store them in text ("invalid byte sequence"), SQLite would store them silently:
+    either way no identifier, name or CSV cell in Tarjotin has a use for one.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        where = None
+        if "\x00" in scope["path"] or b"%00" in scope.get("raw_path", b"") or b"%00" in scope["query_string"]:
+            where = "the URL"
+        if where is None and scope["method"] in ("POST", "PUT", "PATCH"):
+            chunks = []
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    await self.app(scope, _replay([message]), send)
+                    return
+                chunks.append(message)
+                if not message.get("more_body"):
+                    break
+            if _has_nul(b"".join(m.get("body", b"") for m in chunks)):
+                where = "the request body"
+            receive = _replay(chunks, receive)
+        if where is not None:
+            response = problem(422, f"{where[0].upper()}{where[1:]} contains a NUL character (\\u0000); remove it.")
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def _replay(messages: list[Message], then: Receive | None = None) -> Receive:
+    pending = list(messages)
+
+    async def receive() -> Message:
+        if pending:
+            return pending.pop(0)
+        if then is None:
+            return {"type": "http.disconnect"}
+        return await then()
+
+    return receive
 
 
 def correlation_id(request: Request) -> str:

@@ -18,7 +18,13 @@ from shared import idempotency
 from shared.audit import audit_router
 from shared.auth import verifier_from_settings
 from shared.bus import Consumer, Handler, Relay, backlog
-from shared.http import RequestContextMiddleware, document_problems, install_problem_handlers, ops_router
+from shared.http import (
+    NulGuardMiddleware,
+    RequestContextMiddleware,
+    document_problems,
+    install_problem_handlers,
+    ops_router,
+)
 from shared.settings import ServiceSettings
 
 
@@ -78,6 +84,7 @@ def make_api(
     if audit is not None:
         app.include_router(audit_router(audit), prefix=prefix)  # before the service's own `/{id}` routes
     app.include_router(router, prefix=prefix)
+    app.add_middleware(NulGuardMiddleware)
     app.add_middleware(RequestContextMiddleware, service=settings.service)
     return app
 

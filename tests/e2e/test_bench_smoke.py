@@ -31,3 +31,21 @@ def test_the_benchmark_runs_end_to_end_and_reports_ratios_to_the_floor(tmp_path:
     assert system["e2e_per_s"] > 0 and result["ratio_to_floor"] > 0
     assert [run["rate"] for run in result["system_rates"]] == [100.0]
     assert "system flat" in done.stdout and "floor 200/s" in done.stdout
+
+    # The read paths of issue 5 (bench/latency.py), at tiny sizes: figures present and positive, not timings.
+    search = result["latency"]["search"]
+    assert search["published"] > 0 and search["imports"] and search["errors"] == 0
+    assert search["n"] == 40 and 0 < search["p50_ms"] <= search["p99_ms"]
+    assert search["sequential"]["n"] == 40 and search["sequential"]["cpu_ms_per_request"] > 0
+    assert search["uncached"]["n"] > 0 and search["uncached"]["p99_ms"] > 0
+    assert {"browse", "words_fi", "facets"} <= set(search["kinds"])
+    assert any(kind.get("mean_hits", 0) > 0 for kind in search["kinds"].values())
+    reports = result["latency"]["reports"]
+    assert [size["enrolments"] for size in reports["sizes"]] == [1000, 2000]
+    for size in reports["sizes"]:
+        assert size["errors"] == 0 and 0 < size["p50_ms"] <= size["p99_ms"]
+        assert size["rows"]["offering_home_counts"] > 0 and size["rows"]["invoices"] > 0
+        assert set(size["endpoints"]) == {"participants", "completions", "billing", "supply-demand", "follow-up"}
+        assert all(endpoint["p99_ms"] > 0 for endpoint in size["endpoints"].values())
+    assert set(reports["p99_ratio_largest_to_smallest"]) >= {"participants", "follow-up", "overall"}
+    assert "first of each filter set" in done.stdout and "reports, 2,000 enrolments" in done.stdout

@@ -48,6 +48,14 @@ class Texts(Strict):
     en: str | None = Field(None, max_length=300)
 
 
+class Names(Strict):
+    """An institution's names (the columns hold 200 characters)."""
+
+    fi: str | None = Field(None, max_length=200)
+    sv: str | None = Field(None, max_length=200)
+    en: str | None = Field(None, max_length=200)
+
+
 class LongTexts(Strict):
     fi: str | None = Field(None, max_length=10000)
     sv: str | None = Field(None, max_length=10000)
@@ -59,7 +67,7 @@ class LongTexts(Strict):
 
 class InstitutionCreate(Strict):
     id: str = Field(pattern=SLUG, description="slug, e.g. `sakky`")
-    names: Texts
+    names: Names
     kind: domain.InstitutionKind
     member: bool = Field(description="false for an institution outside the network")
     municipality: str | None = Field(None, max_length=100)
@@ -82,7 +90,7 @@ class InstitutionPatch(Patch):
     """Fields to change; `names` merges per language (null removes one); null clears an optional field."""
 
     not_null = frozenset({"names", "kind", "member"})
-    names: Texts | None = None
+    names: Names | None = None
     kind: domain.InstitutionKind | None = None
     member: bool | None = None
     municipality: str | None = Field(None, max_length=100)

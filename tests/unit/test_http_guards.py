@@ -1,0 +1,72 @@
+"""NUL characters never reach a database; the body still reaches the route untouched."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from pydantic import BaseModel
+
+from shared.http import NulGuardMiddleware, install_problem_handlers
+
+
+class Body(BaseModel):
+    name: str
+
+
+def guarded_app() -> FastAPI:
+    app = FastAPI()
+    install_problem_handlers(app)
+
+    @app.post("/echo")
+    async def echo(body: Body) -> dict[str, str]:
+        return {"name": body.name}
+
+    @app.get("/items/{item_id}")
+    async def item(item_id: str, q: str | None = None) -> dict[str, str | None]:
+        return {"id": item_id, "q": q}
+
+    app.add_middleware(NulGuardMiddleware)
+    return app
+
+
+@pytest.fixture
+async def client() -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=guarded_app()), base_url="http://t")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b'{"name": "a\\u0000b"}', b'{"name": "a\\\\\\u0000b"}', b'{"name": "a\x00b"}'],
+    ids=["escaped", "after-escaped-backslash", "raw"],
+)
+async def test_a_nul_in_the_body_is_refused(client: httpx.AsyncClient, raw: bytes) -> None:
+    response = await client.post("/echo", content=raw, headers={"Content-Type": "application/json"})
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["detail"].startswith("The request body contains a NUL character")
+
+
+async def test_a_literal_backslash_u0000_is_just_text(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/echo", content=b'{"name": "a\\\\u0000b"}', headers={"Content-Type": "application/json"}
+    )
+    assert (response.status_code, response.json()) == (200, {"name": "a\\u0000b"})
+
+
+async def test_a_clean_body_passes_through_whole(client: httpx.AsyncClient) -> None:
+    name = "Äiti " * 5000
+    response = await client.post("/echo", json={"name": name})
+    assert (response.status_code, response.json()) == (200, {"name": name})
+
+
+@pytest.mark.parametrize("url", ["/items/a%00b", "/items/x?q=%00", "/items/x?q=ok%00"])
+async def test_a_nul_in_the_url_is_refused(client: httpx.AsyncClient, url: str) -> None:
+    response = await client.get(url)
+    assert response.status_code == 422
+    assert response.json()["detail"].startswith("The URL contains a NUL character")
+
+
+async def test_a_clean_url_passes(client: httpx.AsyncClient) -> None:
+    response = await client.get("/items/x", params={"q": "100%"})
+    assert (response.status_code, response.json()) == (200, {"id": "x", "q": "100%"})
