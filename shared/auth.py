@@ -36,6 +36,7 @@ DEV_ISSUER = "tarjotin-dev-issuer"
 DEFAULT_AUDIENCE = "tarjotin"
 ACCEPTED_ALGORITHMS = ("RS256", "ES256")
 JWKS_REFRESH_S = 30.0
+VERIFIED_CACHE_SIZE = 10_000
 
 
 class Role(StrEnum):
@@ -104,6 +105,9 @@ class Verifier:
             raise ValueError("token verification needs a JWKS URL or a public key file")
         self.issuer, self.audience, self.jwks_url, self.leeway_s = issuer, audience, jwks_url, leeway_s
         self._keys: dict[str | None, _Key] = {}
+        # Tokens already verified, until they expire: a counsellor's burst pays for one signature check.
+        # Keyed by the whole token, so only the very same signed bytes hit.
+        self._verified: dict[str, tuple[Principal, float]] = {}
         self._fetched_at = 0.0
         self._lock = asyncio.Lock()
         if public_key_file:
@@ -148,6 +152,18 @@ class Verifier:
         return found
 
     async def verify(self, token: str) -> Principal:
+        known = self._verified.get(token)
+        if known is not None:
+            if time.time() < known[1]:
+                return known[0]
+            del self._verified[token]
+        principal, expires = await self._verify(token)
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            self._verified.clear()
+        self._verified[token] = (principal, expires)
+        return principal
+
+    async def _verify(self, token: str) -> tuple[Principal, float]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -180,7 +196,7 @@ class Verifier:
             raise Unauthenticated(f"The token lacks the {exc.claim!r} claim.") from exc
         except jwt.PyJWTError as exc:
             raise Unauthenticated("The token's signature or claims are not valid.") from exc
-        return principal_from_claims(claims)
+        return principal_from_claims(claims), float(claims["exp"])
 
 
 def principal_from_claims(claims: dict[str, Any]) -> Principal:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import subprocess
@@ -302,3 +303,27 @@ def test_the_issuer_cli_refuses_a_staff_token_without_institution(capsys: pytest
     with pytest.raises(SystemExit):
         devissuer.main(["token", "--role", "counsellor"])
     assert "needs --institution" in capsys.readouterr().err
+
+
+async def test_a_verified_token_is_remembered_until_it_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    verifier = Verifier(issuer=DEV_ISSUER, audience="tarjotin", public_key_file=PUBLIC_KEY_FILE, leeway_s=0)
+    decoded = []
+    real_decode = jwt.decode
+
+    def counting_decode(*args: Any, **kwargs: Any) -> Any:
+        decoded.append(1)
+        return real_decode(*args, **kwargs)
+
+    monkeypatch.setattr(auth.jwt, "decode", counting_decode)
+    short = token("finance", "kpedu", ttl_s=1)
+    assert (await verifier.verify(short)).role is Role.FINANCE
+    assert (await verifier.verify(short)).role is Role.FINANCE
+    assert len(decoded) == 1  # the second came from the cache
+    # Another token with the same claims but one changed byte of signature is not the cached one.
+    header, payload, signature = short.split(".")
+    altered = f"{header}.{payload}.{signature[:-2]}{'A' if signature[-2] != 'A' else 'B'}{signature[-1]}"
+    with pytest.raises(Unauthenticated):
+        await verifier.verify(altered)
+    await asyncio.sleep(1.2)
+    with pytest.raises(Unauthenticated, match="expired"):
+        await verifier.verify(short)
