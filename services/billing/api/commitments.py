@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.billing import access, domain, handlers, views
 from services.billing.api.common import PageDep, Staff, retrying_conflicts
@@ -127,19 +127,7 @@ async def accept(
     commitment_id: str, caller: Staff, request: Request, engine: EngineDep, body: Decision | None = None
 ) -> dict[str, Any]:
     """Accept a pending commitment of the caller's institution: the enrolment is confirmed."""
-    decision = body or Decision()
-    async with engine.begin() as conn:
-        (decided,) = await _decide(
-            conn,
-            caller,
-            [commitment_id],
-            accept=True,
-            by=decision.decided_by,
-            correlation=correlation_id(request),
-            reason=decision.reason,
-            bulk=False,
-        )
-    return decided
+    return await _decide_one(engine, caller, request, commitment_id, body, accept=True)
 
 
 @router.post("/commitments/{commitment_id}/reject", response_model=CommitmentRead, responses=DECISION_RESPONSES)
@@ -147,13 +135,19 @@ async def reject(
     commitment_id: str, caller: Staff, request: Request, engine: EngineDep, body: Decision | None = None
 ) -> dict[str, Any]:
     """Reject a pending commitment: the enrolment is rejected and its seat goes to the waitlist."""
+    return await _decide_one(engine, caller, request, commitment_id, body, accept=False)
+
+
+async def _decide_one(
+    engine: AsyncEngine, caller: Principal, request: Request, commitment_id: str, body: Decision | None, *, accept: bool
+) -> dict[str, Any]:
     decision = body or Decision()
     async with engine.begin() as conn:
         (decided,) = await _decide(
             conn,
             caller,
             [commitment_id],
-            accept=False,
+            accept=accept,
             by=decision.decided_by,
             correlation=correlation_id(request),
             reason=decision.reason,
