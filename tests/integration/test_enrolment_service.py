@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import date, timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -19,37 +18,13 @@ from services.enrolment.app import build_api
 from services.enrolment.settings import Settings
 from services.enrolment.tables import enrolments, offerings, outbox, students
 from shared.db import make_engine
-from shared.events import InstitutionRegistered, LocalizedText, OfferingPublished, new_event
+from shared.events import InstitutionRegistered, LocalizedText, new_event
+from tests.integration.test_enrolment_support import offering_event
 from tests.support.auth import ADMIN
 from tests.support.infra import database, migrate
 
 pytestmark = pytest.mark.integration
 TODAY = date.today()
-
-
-def offering_event(offering_id: str, seats: int, sequence: int = 2) -> Any:
-    data = OfferingPublished(
-        offering_id=offering_id,
-        course_id="c1",
-        provider_id="sakky",
-        titles=LocalizedText(fi="Funktiot"),
-        subject="mathematics",
-        level="upper_secondary",
-        credits="3.0",
-        languages=["fi"],
-        delivery_mode="online_self_paced",
-        academic_year="2026-2027",
-        start_date=TODAY + timedelta(days=30),
-        end_date=TODAY + timedelta(days=90),
-        enrolment_opens=TODAY - timedelta(days=1),
-        enrolment_closes=TODAY + timedelta(days=20),
-        min_participants=1,
-        max_participants=seats,
-        member_price=Decimal("120.00"),
-        external_price=Decimal("150.00"),
-        free_cancellation_deadline=TODAY + timedelta(days=44),
-    )
-    return new_event(data, source="catalogue", subject=offering_id, sequence=sequence, correlation_id="seed")
 
 
 async def seed(engine: AsyncEngine, offering_id: str, seats: int) -> None:

@@ -56,6 +56,41 @@ def enrolment_body(offering_id: str, home: str, learner: str) -> dict[str, Any]:
     }
 
 
+def offering_event(
+    offering_id: str,
+    seats: int,
+    sequence: int = 2,
+    *,
+    provider: str = "sakky",
+    title: str = "Funktiot",
+    credits: str = "3.0",
+    prices: tuple[str, str] = ("120.00", "150.00"),
+) -> Any:
+    """`offering.published` as the catalogue would send it: open for enrolment now, starting in 30 days."""
+    data = OfferingPublished(
+        offering_id=offering_id,
+        course_id="c1",
+        provider_id=provider,
+        titles=LocalizedText(fi=title),
+        subject="mathematics",
+        level="upper_secondary",
+        credits=credits,
+        languages=["fi"],
+        delivery_mode="online_self_paced",
+        academic_year="2026-2027",
+        start_date=TODAY + timedelta(days=30),
+        end_date=TODAY + timedelta(days=90),
+        enrolment_opens=TODAY - timedelta(days=1),
+        enrolment_closes=TODAY + timedelta(days=20),
+        min_participants=1,
+        max_participants=seats,
+        member_price=Decimal(prices[0]),
+        external_price=Decimal(prices[1]),
+        free_cancellation_deadline=TODAY + timedelta(days=44),
+    )
+    return new_event(data, source="catalogue", subject=offering_id, sequence=sequence, correlation_id="seed")
+
+
 class World:
     def __init__(self, engine: AsyncEngine, client: httpx.AsyncClient) -> None:
         self.engine, self.client = engine, client
@@ -72,31 +107,16 @@ class World:
 
     async def offering(self, provider: str, seats: int = 50) -> str:
         offering_id = f"{provider}-{uuid.uuid4().hex[:8]}"
-        data = OfferingPublished(
-            offering_id=offering_id,
-            course_id="c1",
-            provider_id=provider,
-            titles=LocalizedText(fi=f"Kurssi {offering_id}"),
-            subject="mathematics",
-            level="upper_secondary",
+        event = offering_event(
+            offering_id,
+            seats,
+            provider=provider,
+            title=f"Kurssi {offering_id}",
             credits="2.0",
-            languages=["fi"],
-            delivery_mode="online_self_paced",
-            academic_year="2026-2027",
-            start_date=TODAY + timedelta(days=30),
-            end_date=TODAY + timedelta(days=90),
-            enrolment_opens=TODAY - timedelta(days=1),
-            enrolment_closes=TODAY + timedelta(days=20),
-            min_participants=1,
-            max_participants=seats,
-            member_price=Decimal("80.00"),
-            external_price=Decimal("100.00"),
-            free_cancellation_deadline=TODAY + timedelta(days=44),
+            prices=("80.00", "100.00"),
         )
         async with self.engine.begin() as conn:
-            await handlers.on_offering(
-                conn, new_event(data, source="catalogue", subject=offering_id, sequence=2, correlation_id="seed")
-            )
+            await handlers.on_offering(conn, event)
         return offering_id
 
     async def enrol(
