@@ -7,13 +7,14 @@ import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 from urllib.parse import urlparse
 
 import structlog
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from prometheus_client import Counter, Histogram
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -109,15 +110,23 @@ class RequestContextMiddleware:
 
     def __init__(self, app: ASGIApp, service: str) -> None:
         self.app, self.service = app, service
+        # Metric children by (method, route, status): `labels()` costs more than the observation.
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        request_id = headers.get("x-request-id") or str(uuid.uuid4())
-        correlation_id = headers.get("x-correlation-id") or request_id
+        request_id = correlation_id = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                request_id = value.decode("latin-1")
+            elif name == b"x-correlation-id":
+                correlation_id = value.decode("latin-1")
+        request_id = request_id or str(uuid.uuid4())
+        correlation_id = correlation_id or request_id
         scope.setdefault("state", {})["correlation_id"] = correlation_id
+        request_id_header = (b"x-request-id", request_id.encode("latin-1"))
         status = 500
         started = time.perf_counter()
 
@@ -125,18 +134,24 @@ class RequestContextMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode("latin-1"))]
+                message["headers"] = [*message.get("headers", ()), request_id_header]
             await send(message)
 
-        with structlog.contextvars.bound_contextvars(request_id=request_id, correlation_id=correlation_id):
-            try:
-                await self.app(scope, receive, send_with_id)
-            finally:
-                route = getattr(scope.get("route"), "path", "unmatched")
-                method = scope["method"]
-                metrics.HTTP_REQUESTS.labels(self.service, method, route, str(status)).inc()
-                metrics.HTTP_DURATION.labels(self.service, method, route).observe(time.perf_counter() - started)
+        tokens = structlog.contextvars.bind_contextvars(request_id=request_id, correlation_id=correlation_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            structlog.contextvars.reset_contextvars(**tokens)
+            route = getattr(scope.get("route"), "path", "unmatched")
+            key = (scope["method"], route, status)
+            children = self._children.get(key)
+            if children is None:
+                children = self._children[key] = (
+                    metrics.HTTP_REQUESTS.labels(self.service, key[0], route, str(status)),
+                    metrics.HTTP_DURATION.labels(self.service, key[0], route),
+                )
+            children[0].inc()
+            children[1].observe(time.perf_counter() - started)
 
 
 # A NUL character inside a JSON string (`\u0000` after an even number of backslashes), or a raw one.
@@ -230,6 +245,17 @@ class Page(BaseModel):
     @property
     def offset(self) -> int:
         return (self.page - 1) * self.page_size
+
+
+async def page_params(
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1, page_size: Annotated[int, Query(ge=1, le=500)] = 50
+) -> Page:
+    """`Page` as query parameters. An async function, because FastAPI calls a class dependency (`Depends()`
+    on `Page` itself) in a worker thread: that hop cost a cached search more CPU than answering it."""
+    return Page.model_construct(page=page, page_size=page_size)
+
+
+PageDep = Annotated[Page, Depends(page_params)]
 
 
 async def broker_reachable(amqp_url: str, wait_s: float = 1.0) -> bool:

@@ -11,7 +11,6 @@ from typing import Annotated, Any
 import sqlalchemy as sa
 import structlog
 from fastapi import APIRouter, Depends, FastAPI, Request
-from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared import idempotency
@@ -28,7 +27,8 @@ from shared.http import (
 from shared.settings import ServiceSettings
 
 
-def get_engine(request: Request) -> AsyncEngine:
+async def get_engine(request: Request) -> AsyncEngine:
+    """Async so that FastAPI calls it on the loop, not in a worker thread."""
     engine: AsyncEngine = request.app.state.engine
     return engine
 
@@ -80,10 +80,10 @@ def make_api(
 
     ops = ops_router(settings.service, engine, settings.amqp_url, outbox_state)
     app.include_router(ops, prefix=prefix)
-    app.include_router(ops, include_in_schema=False)
     if audit is not None:
         app.include_router(audit_router(audit), prefix=prefix)  # before the service's own `/{id}` routes
     app.include_router(router, prefix=prefix)
+    app.include_router(ops, include_in_schema=False)  # last: no API request has to be matched against these
     app.add_middleware(NulGuardMiddleware)
     app.add_middleware(RequestContextMiddleware, service=settings.service)
     return app
@@ -115,9 +115,8 @@ def make_worker(
             poll_s=settings.relay_poll_s,
             batch=settings.relay_batch,
         )
-        kick = relay.kick
         # Any commit on this engine may have staged events: wake the relay now, not at its next poll.
-        event.listen(engine.sync_engine, "commit", lambda _conn: kick.set())
+        relay.wake_on_commit(engine)
         loops.append(relay.run())
     if inbox is not None and (subscriptions or binding_keys):
         consumer = Consumer(

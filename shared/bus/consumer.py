@@ -1,9 +1,11 @@
 """Idempotent consumer: inbox row + effect in one transaction, ack after commit, retries, dead letters.
 
 Messages arrive with prefetch N and are handled in small batches: one database transaction per
-batch, one savepoint per message. A message whose handler raises is rolled back to its savepoint,
-re-published to the retry queue for its attempt (or to the dead-letter queue after the last
-attempt) and acked only once that publish is confirmed. The others are acked after the commit.
+batch, one inbox statement for all of its events. If a handler raises, the batch is rolled back and
+run again with one savepoint per message; the failing message is re-published to the retry queue
+for its attempt (or to the dead-letter queue after the last attempt) and acked only once that
+publish is confirmed. The others are acked after the commit: a batch that fully succeeded with one
+`ack(multiple=True)` up to its last delivery tag.
 """
 
 from __future__ import annotations
@@ -17,15 +19,21 @@ import aio_pika
 import sqlalchemy as sa
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+from prometheus_client import Counter, Histogram
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared import metrics
 from shared.bus.topology import QueueNames, declare_consumer_queues, declare_exchange
-from shared.db import insert_if_absent, insert_ignoring_duplicates
+from shared.db import insert_if_absent, insert_unless_present
 from shared.events import Envelope
 
 log = structlog.get_logger("consumer")
+
+
+def _delivery_tag(message: AbstractIncomingMessage) -> int:
+    return message.delivery_tag or 0
+
 
 Handler = Callable[[AsyncConnection, Envelope], Awaitable[None]]
 ATTEMPT_HEADER = "x-attempt"
@@ -33,6 +41,10 @@ ATTEMPT_HEADER = "x-attempt"
 
 class _HandlerFailed(Exception):
     """A handler raised inside the optimistic batch: redo the batch message by message."""
+
+    def __init__(self, outcome: _Outcome, error: Exception) -> None:
+        super().__init__(repr(error))
+        self.outcome, self.error = outcome, error
 
 
 @dataclass
@@ -71,6 +83,9 @@ class Consumer:
         self.retry_delays_ms, self.max_attempts = tuple(retry_delays_ms), max_attempts
         self.after_commit = after_commit
         self.ready = asyncio.Event()
+        self._handler_duration = metrics.HANDLER_DURATION.labels(service)
+        self._metric_children: dict[str, tuple[Counter, Counter, Histogram]] = {}
+        self._claim: sa.Insert | None = None
 
     async def run(self) -> None:
         """Consume forever, reconnecting after broker failures."""
@@ -107,7 +122,7 @@ class Consumer:
     ) -> None:
         while True:
             try:
-                first = await asyncio.wait_for(inbound.get(), 1.0)
+                first = inbound.get_nowait() if not inbound.empty() else await asyncio.wait_for(inbound.get(), 1.0)
             except TimeoutError:
                 if connection.is_closed or channel.is_closed:
                     raise ConnectionError("broker connection closed") from None
@@ -121,22 +136,40 @@ class Consumer:
         outcomes = [self._parse(m) for m in messages]
         started = time.perf_counter()
         await self._apply_with_db_retry(outcomes)
-        metrics.HANDLER_DURATION.labels(self.service).observe(time.perf_counter() - started)
+        self._handler_duration.observe(time.perf_counter() - started)
         if self.after_commit:
             self.after_commit()
         now = time.time()
+        if all(outcome.error is None and outcome.event is not None for outcome in outcomes):
+            # Every earlier delivery on this channel is acked (batches are handled one after another,
+            # in delivery order), so one ack up to the batch's last tag acks exactly this batch.
+            last = max((outcome.message for outcome in outcomes if outcome.message), key=_delivery_tag)
+            await last.ack(multiple=True)
+            for outcome in outcomes:
+                self._count_handled(outcome, now)
+            return
         for outcome in outcomes:
             event = outcome.event
-            routing_key = event.routing_key if event else "unparseable"
             assert outcome.message is not None
             if outcome.error is None and event is not None:
                 await outcome.message.ack()
-                metrics.EVENTS_CONSUMED.labels(
-                    self.service, routing_key, "duplicate" if outcome.duplicate else "handled"
-                ).inc()
-                metrics.EVENT_LAG.labels(self.service, routing_key).observe(max(0.0, now - event.time.timestamp()))
+                self._count_handled(outcome, now)
             else:
-                await self._retry_or_dead_letter(channel, outcome, routing_key)
+                await self._retry_or_dead_letter(channel, outcome, event.routing_key if event else "unparseable")
+
+    def _count_handled(self, outcome: _Outcome, now: float) -> None:
+        event = outcome.event
+        assert event is not None
+        routing_key = event.routing_key
+        children = self._metric_children.get(routing_key)
+        if children is None:
+            children = self._metric_children[routing_key] = (
+                metrics.EVENTS_CONSUMED.labels(self.service, routing_key, "handled"),
+                metrics.EVENTS_CONSUMED.labels(self.service, routing_key, "duplicate"),
+                metrics.EVENT_LAG.labels(self.service, routing_key),
+            )
+        (children[1] if outcome.duplicate else children[0]).inc()
+        children[2].observe(max(0.0, now - event.time.timestamp()))
 
     async def apply(self, events: Sequence[Envelope]) -> list[BaseException | None]:
         """Handle events exactly as deliveries would be (inbox, savepoints, one transaction), without a broker.
@@ -157,8 +190,8 @@ class Consumer:
         """Run the batch's transaction; if the database itself fails, wait and run it again.
 
         First optimistically: one inbox statement for the batch and no savepoints. Only when a handler
-        fails is the batch rolled back and run again with a savepoint per message, so that the failing
-        message is set aside alone.
+        fails in a batch of several is the batch rolled back and run again with a savepoint per
+        message, so that the failing message is set aside alone.
         """
         delay = 0.1
         while True:
@@ -176,23 +209,19 @@ class Consumer:
                 delay = min(delay * 2, 5.0)
 
     async def _apply_batch(self, outcomes: list[_Outcome]) -> bool:
-        """All messages in one transaction without savepoints; False (and nothing kept) if a handler failed."""
+        """All messages in one transaction without savepoints; False (and nothing kept) if a handler failed
+        in a batch of several. A lone event whose handler failed is rolled back and keeps its error."""
         events = [outcome for outcome in outcomes if outcome.event is not None]
-        if len(events) < 2:
-            return False
+        if not events:
+            return True
         try:
             async with self.engine.begin() as conn:
                 now = time.time()
-                rows = [
-                    {"consumer": self.service, "event_id": o.event.id, "processed_at": now} for o in events if o.event
-                ]
-                claimed = set(
-                    (
-                        await conn.execute(
-                            insert_ignoring_duplicates(conn, self.inbox, rows).returning(self.inbox.c.event_id)
-                        )
-                    ).scalars()
-                )
+                service = self.service
+                rows = [{"consumer": service, "event_id": o.event.id, "processed_at": now} for o in events if o.event]
+                if self._claim is None:
+                    self._claim = insert_unless_present(conn, self.inbox).returning(self.inbox.c.event_id)
+                claimed = set((await conn.execute(self._claim, rows)).scalars())
                 for outcome in events:
                     event = outcome.event
                     assert event is not None
@@ -204,9 +233,17 @@ class Consumer:
                     try:
                         await self._dispatch(conn, event)
                     except Exception as exc:
-                        raise _HandlerFailed from exc
-        except _HandlerFailed:
-            return False
+                        raise _HandlerFailed(outcome, exc) from exc
+        except _HandlerFailed as failed:
+            if len(events) > 1:
+                return False
+            failed.outcome.error = failed.error
+            log.warning(
+                "event handler failed",
+                event_id=failed.outcome.event.id if failed.outcome.event else None,
+                event_type=failed.outcome.event.type if failed.outcome.event else None,
+                error=repr(failed.error),
+            )
         return True
 
     async def _dispatch(self, conn: AsyncConnection, event: Envelope) -> None:
@@ -214,10 +251,13 @@ class Consumer:
         handler = self.subscriptions.get(event.routing_key) or self.subscriptions.get("#")
         if handler is None:
             return
-        with structlog.contextvars.bound_contextvars(
+        tokens = structlog.contextvars.bind_contextvars(
             event_id=event.id, event_type=event.type, correlation_id=event.correlationid
-        ):
+        )
+        try:
             await handler(conn, event)
+        finally:
+            structlog.contextvars.reset_contextvars(**tokens)
 
     async def _apply_one(self, conn: AsyncConnection, outcome: _Outcome) -> None:
         event = outcome.event

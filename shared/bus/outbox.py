@@ -12,11 +12,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Sequence
+from typing import Any
 
 import aio_pika
 import sqlalchemy as sa
 import structlog
 from aio_pika.abc import AbstractExchange
+from prometheus_client import Counter
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared import metrics
@@ -26,13 +30,19 @@ from shared.events import Envelope
 log = structlog.get_logger("relay")
 
 
+_INSERTS: dict[sa.Table, sa.Insert] = {}
+
+
 async def stage(conn: AsyncConnection, outbox: sa.Table, *events: Envelope) -> None:
     """Write events to the outbox inside the caller's transaction (never publish directly)."""
     if not events:
         return
     now = time.time()
+    insert = _INSERTS.get(outbox)
+    if insert is None:  # built once per table: no per-call construction or cache key
+        insert = _INSERTS[outbox] = outbox.insert()
     await conn.execute(
-        outbox.insert(),
+        insert,
         [{"event_id": e.id, "routing_key": e.routing_key, "payload": e.to_json(), "created_at": now} for e in events],
     )
 
@@ -60,13 +70,40 @@ class Relay:
         exchange: str,
         poll_s: float = 0.02,
         batch: int = 500,
+        idle_poll_s: float = 0.25,
+        idle_after_s: float = 1.0,
     ) -> None:
         self.engine, self.outbox, self.service = engine, outbox, service
         self.amqp_url, self.exchange_name = amqp_url, exchange
         self.poll_s, self.batch = poll_s, batch
+        # With nothing to publish for `idle_after_s`, poll only every `idle_poll_s` (kicks still wake
+        # the relay at once): an idle service's relay stops costing CPU, a busy one keeps `poll_s`.
+        self.idle_poll_s, self.idle_after_s = max(poll_s, idle_poll_s), idle_after_s
         self.kick = asyncio.Event()
         self.connected = asyncio.Event()
         self._last_backlog_check = 0.0
+        self._last_found = 0.0
+        self._own: sa.Connection | None = None
+        o = outbox
+        self._pending = (
+            sa.select(o.c.id, o.c.event_id, o.c.routing_key, o.c.payload, o.c.created_at)
+            .where(o.c.published_at.is_(None))
+            .order_by(o.c.id)
+            .limit(batch)
+        )
+        self._mark = (
+            o.update().where(o.c.id.in_(sa.bindparam("ids", expanding=True))).values(published_at=sa.bindparam("now"))
+        )
+        self._published: dict[str, Counter] = {}
+
+    def wake_on_commit(self, engine: AsyncEngine) -> None:
+        """Kick the relay after every commit on `engine` (it may have staged events), except its own."""
+
+        def on_commit(conn: sa.Connection) -> None:
+            if conn is not self._own:
+                self.kick.set()
+
+        event.listen(engine.sync_engine, "commit", on_commit)
 
     async def run(self) -> None:
         """Publish forever, reconnecting after broker or database failures."""
@@ -94,53 +131,75 @@ class Relay:
 
     async def _publish_forever(self, exchange: AbstractExchange) -> None:
         while True:
+            self.kick.clear()
             sent = await self.publish_batch(exchange)
             await self._update_backlog_gauges()
-            if sent < self.batch:
+            if sent < self.batch and not self.kick.is_set():
+                now = time.monotonic()
+                if sent:
+                    self._last_found = now
+                idle = now - self._last_found >= self.idle_after_s
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.kick.wait(), self.poll_s)
-                self.kick.clear()
+                    await asyncio.wait_for(self.kick.wait(), self.idle_poll_s if idle else self.poll_s)
 
     async def publish_batch(self, exchange: AbstractExchange) -> int:
-        """Publish up to `batch` pending rows with pipelined confirms; mark them sent. Returns count."""
-        o = self.outbox
-        async with self.engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    sa.select(o.c.id, o.c.event_id, o.c.routing_key, o.c.payload, o.c.created_at)
-                    .where(o.c.published_at.is_(None))
-                    .order_by(o.c.id)
-                    .limit(self.batch)
-                )
-            ).all()
-            await conn.rollback()
-        if not rows:
-            return 0
-        # Tasks start in creation order, so frames leave in outbox order on this one channel.
-        publishes = [
-            asyncio.ensure_future(
-                exchange.publish(to_message(r.event_id, r.payload, r.created_at), r.routing_key, mandatory=True)
-            )
-            for r in rows
-        ]
-        results = await asyncio.gather(*publishes, return_exceptions=True)
+        """Publish up to `batch` pending rows with pipelined confirms; mark them sent. Returns count.
+
+        The rows just confirmed are marked in the same transaction that reads the next batch, so a
+        steady stream costs one transaction per batch; the last batch before a pause is marked by
+        the read that finds nothing more.
+        """
         confirmed = 0
-        for result in results:
-            if isinstance(result, BaseException):
-                break
-            confirmed += 1
-        if confirmed:
-            async with self.engine.begin() as conn:
-                await conn.execute(
-                    o.update().where(o.c.id.in_([r.id for r in rows[:confirmed]])).values(published_at=time.time())
+        rows = await self._mark_and_fetch([])
+        while rows:
+            # Tasks start in creation order, so frames leave in outbox order on this one channel.
+            publishes = [
+                asyncio.ensure_future(
+                    exchange.publish(to_message(r.event_id, r.payload, r.created_at), r.routing_key, mandatory=True)
                 )
-            for r in rows[:confirmed]:
-                metrics.EVENTS_PUBLISHED.labels(self.service, r.routing_key).inc()
-        if confirmed < len(rows):
-            failure = results[confirmed]
-            assert isinstance(failure, BaseException)
-            raise failure
+                for r in rows
+            ]
+            results = await asyncio.gather(*publishes, return_exceptions=True)
+            done = 0
+            for result in results:
+                if isinstance(result, BaseException):
+                    break
+                done += 1
+            confirmed += done
+            if done < len(rows):
+                if done:
+                    await self._mark_and_fetch(rows[:done], fetch=False)
+                failure = results[done]
+                assert isinstance(failure, BaseException)
+                raise failure
+            if confirmed >= self.batch:
+                await self._mark_and_fetch(rows, fetch=False)
+                break
+            rows = await self._mark_and_fetch(rows)
         return confirmed
+
+    async def _mark_and_fetch(self, published: Sequence[sa.Row[Any]], *, fetch: bool = True) -> list[sa.Row[Any]]:
+        """Mark confirmed rows sent and read the next pending ones, in one transaction."""
+        rows: list[sa.Row[Any]] = []
+        async with self.engine.connect() as conn:
+            self._own = conn.sync_connection
+            try:
+                if published:
+                    await conn.execute(self._mark, {"ids": [r.id for r in published], "now": time.time()})
+                if fetch:
+                    rows = [*(await conn.execute(self._pending))]
+                if published:
+                    await conn.commit()
+                else:
+                    await conn.rollback()
+            finally:
+                self._own = None
+        for r in published:
+            counter = self._published.get(r.routing_key)
+            if counter is None:
+                counter = self._published[r.routing_key] = metrics.EVENTS_PUBLISHED.labels(self.service, r.routing_key)
+            counter.inc()
+        return rows
 
     async def _update_backlog_gauges(self) -> None:
         now = time.monotonic()

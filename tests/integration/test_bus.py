@@ -267,3 +267,37 @@ async def test_a_consumer_that_dies_mid_transaction_has_not_acked(engine: AsyncE
 
         await eventually(landed)
     assert await inbox_count(engine) == 1
+
+
+async def test_a_consumed_batch_is_acked_in_full_and_nothing_comes_back(engine: AsyncEngine, bus: BusNamespace) -> None:
+    events = [institution_event(f"batch-{i}") for i in range(40)]
+    consumer = make_consumer(engine, bus, on_institution)
+    async with running(consumer.run()):
+        await consumer.ready.wait()
+        await publish_raw(bus, *events)
+
+        async def all_landed() -> bool:
+            return await inbox_count(engine) == len(events)
+
+        await eventually(all_landed)
+        await asyncio.sleep(0.3)  # the acks leave after the commit
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(bus.queue("enrolment"), passive=True)
+        assert queue.declaration_result.message_count == 0, "a delivery was left unacked and went back to the queue"
+    assert len(await institution_ids(engine)) == len(events)
+
+
+async def test_an_idle_relay_still_finds_an_event_nobody_kicked_it_for(engine: AsyncEngine, bus: BusNamespace) -> None:
+    relay = Relay(
+        engine, outbox, service="test", amqp_url=AMQP_URL, exchange=bus.exchange, idle_poll_s=0.2, idle_after_s=0.1
+    )
+    async with probe(bus) as queue, running(relay.run()):
+        await relay.connected.wait()
+        await asyncio.sleep(0.5)  # nothing to publish: the relay has slowed down to its idle poll
+        event = institution_event("late")
+        async with engine.begin() as conn:  # no commit listener here, as for an API in another process
+            await stage(conn, outbox, event)
+        assert await receive(queue, 1, timeout=5) == [event.id]
+    assert (await backlog(engine, outbox))[0] == 0

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import httpx
 import pytest
+import structlog
 from fastapi import FastAPI
 from pydantic import BaseModel
 
-from shared.http import NulGuardMiddleware, install_problem_handlers
+from shared import metrics
+from shared.http import NulGuardMiddleware, RequestContextMiddleware, install_problem_handlers
 
 
 class Body(BaseModel):
@@ -77,3 +79,32 @@ async def test_a_non_json_body_is_left_to_the_route(client: httpx.AsyncClient) -
     response = await client.post("/echo", content=b"\x89PNG\r\n\x00\x00", headers={"Content-Type": "text/csv"})
     assert response.status_code == 422
     assert "NUL" not in response.json()["detail"]
+
+
+def context_app() -> FastAPI:
+    app = FastAPI()
+    install_problem_handlers(app)
+
+    @app.get("/things/{thing_id}")
+    async def thing(thing_id: str) -> dict[str, str | None]:
+        bound = structlog.contextvars.get_contextvars()
+        return {"id": thing_id, "request_id": bound.get("request_id"), "correlation_id": bound.get("correlation_id")}
+
+    app.add_middleware(RequestContextMiddleware, service="guards")
+    return app
+
+
+async def test_request_ids_are_bound_echoed_and_counted_per_route() -> None:
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=context_app()), base_url="http://t")
+    counted = metrics.HTTP_REQUESTS.labels("guards", "GET", "/things/{thing_id}", "200")
+    before = counted._value.get()
+    given = await client.get("/things/a", headers={"X-Request-ID": "req-1", "X-Correlation-ID": "cor-1"})
+    fresh = await client.get("/things/b")
+    missing = await client.get("/nothing-here")
+    assert given.headers["x-request-id"] == "req-1"
+    assert given.json() == {"id": "a", "request_id": "req-1", "correlation_id": "cor-1"}
+    assert fresh.headers["x-request-id"] == fresh.json()["request_id"] == fresh.json()["correlation_id"]
+    assert missing.status_code == 404 and missing.headers["x-request-id"]
+    assert counted._value.get() == before + 2
+    assert metrics.HTTP_REQUESTS.labels("guards", "GET", "unmatched", "404")._value.get() >= 1
+    assert structlog.contextvars.get_contextvars().get("request_id") is None, "the request's ids outlived it"
