@@ -42,8 +42,11 @@ def commitment_dict(row: sa.Row[Any]) -> dict[str, Any]:
     return {name: getattr(row, name) for name in _FIELDS}
 
 
+_COMMITMENT = sa.select(commitments).where(commitments.c.id == sa.bindparam("commitment_id"))
+
+
 async def get_commitment(conn: AsyncConnection, commitment_id: str) -> dict[str, Any]:
-    row = (await conn.execute(sa.select(commitments).where(commitments.c.id == commitment_id))).first()
+    row = (await conn.execute(_COMMITMENT, {"commitment_id": commitment_id})).first()
     if row is None:
         raise NotFound(f"Commitment {commitment_id!r} does not exist.")
     return commitment_dict(row)
@@ -81,10 +84,15 @@ async def list_commitments(
     return total, [commitment_dict(r) for r in rows]
 
 
+_INSTITUTION = sa.select(institutions).where(institutions.c.id == sa.bindparam("institution_id"))
+_POLICY = sa.select(policies).where(policies.c.institution_id == sa.bindparam("institution_id"))
+
+
 async def policy_for(conn: AsyncConnection, institution_id: str) -> dict[str, Any]:
     """The institution's policy, or the default for its membership when none was set."""
-    institution = (await conn.execute(sa.select(institutions).where(institutions.c.id == institution_id))).first()
-    row = (await conn.execute(sa.select(policies).where(policies.c.institution_id == institution_id))).first()
+    params = {"institution_id": institution_id}
+    institution = (await conn.execute(_INSTITUTION, params)).first()
+    row = (await conn.execute(_POLICY, params)).first()
     if institution is None and row is None:
         raise NotFound(f"Institution {institution_id!r} is not known to billing.")
     if row is not None:
@@ -101,25 +109,28 @@ def _cents_sum(expression: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
     return sa.func.coalesce(sa.func.sum(sa.type_coerce(expression, sa.BigInteger)), 0)
 
 
+# Accepted amounts plus chargeable amounts (the share actually owed), in cents.
+_BUDGET_USED = sa.select(
+    _cents_sum(
+        sa.case(
+            (commitments.c.status == domain.Status.ACCEPTED, sa.type_coerce(commitments.c.amount, sa.BigInteger)),
+            (
+                commitments.c.status == domain.Status.CHARGEABLE,
+                sa.type_coerce(commitments.c.chargeable_amount, sa.BigInteger),
+            ),
+            else_=0,
+        )
+    )
+).where(
+    commitments.c.payer_id == sa.bindparam("payer_id"),
+    commitments.c.academic_year == sa.bindparam("academic_year"),
+    commitments.c.status.in_(domain.COUNTS_AGAINST_BUDGET),
+)
+
+
 async def budget_used(conn: AsyncConnection, payer_id: str, academic_year: str) -> Decimal:
     """Accepted amounts plus chargeable amounts (the share actually owed) of the payer's academic year."""
-    used = sa.case(
-        (commitments.c.status == domain.Status.ACCEPTED, sa.type_coerce(commitments.c.amount, sa.BigInteger)),
-        (
-            commitments.c.status == domain.Status.CHARGEABLE,
-            sa.type_coerce(commitments.c.chargeable_amount, sa.BigInteger),
-        ),
-        else_=0,
-    )
-    total = (
-        await conn.execute(
-            sa.select(_cents_sum(used)).where(
-                commitments.c.payer_id == payer_id,
-                commitments.c.academic_year == academic_year,
-                commitments.c.status.in_(domain.COUNTS_AGAINST_BUDGET),
-            )
-        )
-    ).scalar_one()
+    total = (await conn.execute(_BUDGET_USED, {"payer_id": payer_id, "academic_year": academic_year})).scalar_one()
     return Decimal(int(total)) / 100
 
 

@@ -19,11 +19,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.billing import domain, handlers, views
 from services.billing.app import build_worker, charge_due_loop
 from services.billing.consumers import SUBSCRIPTIONS
+from services.billing.handlers.common import update_versioned
 from services.billing.settings import Settings
 from services.billing.tables import idempotency_keys, inbox
 from shared.bus import Consumer
 from shared.bus.topology import declare_exchange
 from shared.db import make_engine
+from shared.errors import Conflict
 from shared.events import Envelope
 from tests.integration.test_billing_support import YEAR, World, billing_client, billing_engine
 from tests.support.infra import AMQP_URL, BusNamespace, eventually
@@ -122,6 +124,75 @@ async def test_concurrent_automatic_acceptances_never_overrun_the_budget(world: 
     assert statuses.count("accepted") == 5 and statuses.count("pending") == 7  # 5 × 120.00 = 600.00
     async with engine.connect() as conn:
         assert await views.budget_used(conn, "kao", YEAR) == D("600.00")
+
+
+# --- opening a commitment ----------------------------------------------------------------------
+
+
+async def test_a_commitment_accepted_at_once_is_written_once_and_described_by_two_events(world: World) -> None:
+    enrolment = await world.request("sakky", "kao", deadline=DEADLINE)
+    row = await world.commitment(enrolment)
+    assert (row.status, row.decided_by, row.version, row.enrolment_seq, row.price_kind) == (
+        "accepted",
+        "automatic",
+        2,
+        1,
+        "member",
+    )
+    created, accepted = await world.events(row.id)
+    commitment = {
+        "commitment_id": row.id,
+        "enrolment_id": enrolment,
+        "offering_id": "o1",
+        "payer_id": "kao",
+        "payee_id": "sakky",
+        "amount": "120.00",
+        "academic_year": YEAR,
+    }
+    assert created["data"] == {**commitment, "price_kind": "member", "status": "pending"}
+    assert accepted["data"] == {**commitment, "decided_by": "automatic"}
+    assert [(e["type"], e["sequence"], e["subject"]) for e in (created, accepted)] == [
+        ("fi.tarjotin.commitment.created.v1", 1, row.id),
+        ("fi.tarjotin.commitment.accepted.v1", 2, row.id),
+    ]
+    assert {e["correlationid"] for e in (created, accepted)} == {f"c-{enrolment}"}
+
+
+async def test_a_request_for_a_payer_not_yet_known_opens_nothing_until_the_payer_arrives(world: World) -> None:
+    requested = world.requested("sakky", "omnia")
+    with pytest.raises(handlers.PayerUnknown):
+        await world.deliver(handlers.open_commitment, requested)
+    assert await world.events() == []
+    await world.institution("omnia")
+    await world.deliver(handlers.open_commitment, requested)
+    assert (await world.commitment(requested.subject)).status == "accepted"
+
+
+async def test_in_one_batch_a_parked_withdrawal_is_applied_and_a_repeated_request_opens_nothing(
+    world: World, engine: AsyncEngine
+) -> None:
+    consumer = Consumer(engine, inbox, SUBSCRIPTIONS, service="billing", amqp_url="", exchange="", queue="")
+    requested = world.requested("sakky", "kao")
+    withdrawn = world.withdrawn(requested.subject, "0")
+    other = world.requested("sakky", "edupoli")
+    again = requested.model_copy(update={"id": "a-second-delivery-with-its-own-id"})
+    assert await consumer.apply([withdrawn, requested, other, again]) == [None] * 4
+    row = await world.commitment(requested.subject)
+    assert (row.status, row.reason, row.version) == ("voided", "withdrawn", 3)
+    assert types(await world.events(row.id)) == ["commitment.created", "commitment.accepted", "commitment.voided"]
+    assert (await world.commitment(other.subject)).status == "pending"
+    assert await world.parked() == 0 and len(await world.events()) == 4
+
+
+async def test_a_decision_on_a_commitment_changed_meanwhile_is_refused_and_changes_nothing(world: World) -> None:
+    enrolment = await world.request("sakky", "edupoli")
+    stale = await world.commitment(enrolment)
+    await world.accept(enrolment)
+    with pytest.raises(Conflict):
+        async with world.engine.begin() as conn:
+            await update_versioned(conn, stale, status="rejected")
+    row = await world.commitment(enrolment)
+    assert (row.status, row.version) == ("accepted", 2)
 
 
 # --- bulk decisions -----------------------------------------------------------------------------

@@ -11,10 +11,9 @@ from sqlalchemy.exc import DBAPIError
 
 from services.billing import handlers
 from shared.auth import Principal, Role, require
-from shared.http import Page
+from shared.http import PageDep as PageDep
 
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
-PageDep = Annotated[Page, Depends()]
 
 # Counsellors and finance staff act for one institution (tenant rules in `services.billing.access`).
 Staff = Annotated[Principal, Depends(require(Role.COUNSELLOR, Role.FINANCE, Role.NETWORK_ADMIN))]

@@ -12,9 +12,10 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.billing import domain, views
-from services.billing.handlers.common import emit, facts, load, update_versioned
+from services.billing.handlers.common import SOURCE, emit, facts, load, update_versioned
 from services.billing.handlers.lifecycle import apply_parked
-from services.billing.tables import commitments, institutions, policies
+from services.billing.tables import commitments, institutions, outbox, parked_events, policies
+from shared.bus import stage
 from shared.db import upsert_if_newer
 from shared.events import (
     CommitmentAccepted,
@@ -24,6 +25,38 @@ from shared.events import (
     Envelope,
     EventData,
     InstitutionRegistered,
+    new_event,
+)
+
+AUTOMATIC = "automatic"  # who decided a commitment the policy accepted at once
+
+# The payer (locked) with its policy, and the commitment already opened for the enrolment, if any.
+_OPENING = (
+    sa.select(
+        institutions.c.member,
+        policies.c.mode,
+        policies.c.yearly_budget,
+        sa.select(commitments.c.id)
+        .where(commitments.c.enrolment_id == sa.bindparam("enrolment_id"))
+        .scalar_subquery()
+        .label("existing"),
+    )
+    .select_from(institutions.outerjoin(policies, policies.c.institution_id == institutions.c.id))
+    .where(institutions.c.id == sa.bindparam("payer_id"))
+    .with_for_update(of=institutions)
+)
+# A new commitment; it answers how many events wait for it (they overtook its `enrolment.requested`).
+_OPEN = commitments.insert().returning(
+    sa.select(sa.func.count())
+    .where(parked_events.c.enrolment_id == sa.bindparam("parked_for"))
+    .scalar_subquery()
+    .label("parked")
+)
+_PENDING_BY_IDS = (
+    sa.select(commitments)
+    .where(commitments.c.id.in_(sa.bindparam("ids", expanding=True)))
+    .order_by(commitments.c.id)
+    .with_for_update()
 )
 
 
@@ -68,14 +101,7 @@ async def decide_many(
 ) -> list[dict[str, Any]]:
     """Accept or reject several pending commitments: all of them, or none with the ids in the way named."""
     ids = list(dict.fromkeys(commitment_ids))
-    rows = {
-        row.id: row
-        for row in (
-            await conn.execute(
-                sa.select(commitments).where(commitments.c.id.in_(ids)).order_by(commitments.c.id).with_for_update()
-            )
-        ).all()
-    }
+    rows = {row.id: row for row in (await conn.execute(_PENDING_BY_IDS, {"ids": ids})).all()}
     domain.check_bulk(ids, {cid: row.status for cid, row in rows.items()}, accept)
     return [
         await _decide_row(conn, rows[cid], accept=accept, by=by, correlation_id=correlation_id, reason=reason)
@@ -124,52 +150,84 @@ async def on_institution(conn: AsyncConnection, event: Envelope) -> None:
 
 
 async def open_commitment(conn: AsyncConnection, event: Envelope) -> None:
-    """A seat was held: open the payer's commitment at the price snapshot; accept at once if the policy says so."""
+    """A seat was held: open the payer's commitment at the price snapshot; accept at once if the policy says so.
+
+    Three statements when nothing waits for the commitment: the payer (locked) with its policy and any
+    commitment already opened for the enrolment, the new row (already accepted when accepted at once:
+    `commitment.created` v1 and `commitment.accepted` v2 describe its two versions, and the insert
+    answers whether parked events wait for it), and both events in one outbox insert; a fourth, the
+    budget used, only under a yearly budget.
+    """
     data = EnrolmentRequested.model_validate(event.data)
-    exists = (
-        await conn.execute(sa.select(commitments.c.id).where(commitments.c.enrolment_id == data.enrolment_id))
-    ).first()
-    if exists is not None:
-        return
     # Locking the payer's row serialises its automatic acceptances, so two workers cannot both
     # see the same unused budget (PostgreSQL; SQLite has a single writer anyway).
     payer = (
-        await conn.execute(
-            sa.select(institutions).where(institutions.c.id == data.home_institution_id).with_for_update()
-        )
+        await conn.execute(_OPENING, {"payer_id": data.home_institution_id, "enrolment_id": data.enrolment_id})
     ).first()
     if payer is None:
         raise PayerUnknown(f"institution {data.home_institution_id} not yet known to billing")
+    if payer.existing is not None:
+        return
     price_kind, amount = domain.price_for(payer.member, data.member_price, data.external_price)
+    mode = payer.mode if payer.mode is not None else domain.default_mode(payer.member)
+    budget = payer.yearly_budget if payer.mode is not None else None
+    used = Decimal(0)
+    if mode == domain.Mode.AUTOMATIC and budget is not None:
+        # After the lock: this statement sees what the previous holder accepted.
+        used = await views.budget_used(conn, data.home_institution_id, data.academic_year)
+    accepted = domain.accepts_automatically(mode, budget, used, amount)
     commitment_id, now = str(uuid.uuid4()), datetime.now(UTC)
-    await conn.execute(
-        commitments.insert().values(
-            id=commitment_id,
-            enrolment_id=data.enrolment_id,
-            offering_id=data.offering_id,
-            payer_id=data.home_institution_id,
-            payee_id=data.provider_id,
-            amount=amount,
-            price_kind=price_kind,
-            academic_year=data.academic_year,
-            status=domain.Status.PENDING,
-            free_cancellation_deadline=data.free_cancellation_deadline,
-            enrolment_seq=event.sequence,
-            version=1,
-            created_at=now,
-            updated_at=now,
+    parked = (
+        await conn.execute(
+            _OPEN,
+            {
+                "parked_for": data.enrolment_id,
+                "id": commitment_id,
+                "enrolment_id": data.enrolment_id,
+                "offering_id": data.offering_id,
+                "payer_id": data.home_institution_id,
+                "payee_id": data.provider_id,
+                "amount": amount,
+                "price_kind": price_kind,
+                "academic_year": data.academic_year,
+                "status": domain.Status.ACCEPTED if accepted else domain.Status.PENDING,
+                "decided_by": AUTOMATIC if accepted else None,
+                "free_cancellation_deadline": data.free_cancellation_deadline,
+                "enrolment_seq": event.sequence,
+                "version": 2 if accepted else 1,
+                "created_at": now,
+                "updated_at": now,
+            },
         )
-    )
-    row = await load(conn, commitment_id)
-    await emit(
-        conn,
-        CommitmentCreated(**facts(row), price_kind=price_kind, status=domain.Status.PENDING),
-        commitment_id,
-        1,
-        event.correlationid,
-    )
-    policy = await views.policy_for(conn, data.home_institution_id)
-    used = await views.budget_used(conn, data.home_institution_id, data.academic_year)
-    if domain.accepts_automatically(policy["mode"], policy["yearly_budget"], used, amount):
-        await _decide_row(conn, row, accept=True, by="automatic", correlation_id=event.correlationid, reason=None)
-    await apply_parked(conn, data.enrolment_id)
+    ).scalar_one()
+    commitment = {
+        "commitment_id": commitment_id,
+        "enrolment_id": data.enrolment_id,
+        "offering_id": data.offering_id,
+        "payer_id": data.home_institution_id,
+        "payee_id": data.provider_id,
+        "amount": amount,
+        "academic_year": data.academic_year,
+    }
+    events = [
+        new_event(
+            CommitmentCreated(**commitment, price_kind=price_kind, status=domain.Status.PENDING),
+            source=SOURCE,
+            subject=commitment_id,
+            sequence=1,
+            correlation_id=event.correlationid,
+        )
+    ]
+    if accepted:
+        events.append(
+            new_event(
+                CommitmentAccepted(**commitment, decided_by=AUTOMATIC),
+                source=SOURCE,
+                subject=commitment_id,
+                sequence=2,
+                correlation_id=event.correlationid,
+            )
+        )
+    await stage(conn, outbox, *events)
+    if parked:
+        await apply_parked(conn, data.enrolment_id)

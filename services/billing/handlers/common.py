@@ -1,4 +1,8 @@
-"""What every billing handler shares: loading commitments, moving them on, staging their events."""
+"""What every billing handler shares: loading commitments, moving them on, staging their events.
+
+The statements on the consumers' path are built once, here and in the handler modules, and run with
+parameters: building a statement and its cache key per call cost more CPU than the database work.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,21 @@ from shared.errors import Conflict, NotFound
 from shared.events import CommitmentChargeable, CommitmentVoided, EventData, new_event
 
 SOURCE = "billing"
+
+_BY_ID = sa.select(commitments).where(commitments.c.id == sa.bindparam("commitment_id"))
+# FOR UPDATE on PostgreSQL (SQLite has one writer and leaves it out): whoever changes a commitment
+# holds its row until commit, so concurrent workers see each other's changes.
+_BY_ID_LOCKED = _BY_ID.with_for_update()
+_BY_ENROLMENT_LOCKED = (
+    sa.select(commitments).where(commitments.c.enrolment_id == sa.bindparam("enrolment_id")).with_for_update()
+)
+# The columns to change come as parameters (`update_versioned`); the new version answers with the row.
+_NEXT_VERSION = (
+    commitments.update()
+    .where(commitments.c.id == sa.bindparam("commitment_id"), commitments.c.version == sa.bindparam("read_version"))
+    .values(version=commitments.c.version + 1)
+    .returning(*commitments.c)
+)
 
 
 def utc_today() -> date:
@@ -41,34 +60,24 @@ async def emit(conn: AsyncConnection, data: EventData, subject: str, version: in
     )
 
 
-def _select(lock: bool) -> sa.Select[Any]:
-    query = sa.select(commitments)
-    # FOR UPDATE on PostgreSQL (SQLite has one writer and leaves it out): whoever changes a
-    # commitment holds its row until commit, so concurrent workers see each other's changes.
-    return query.with_for_update() if lock else query
-
-
 async def load(conn: AsyncConnection, commitment_id: str, *, lock: bool = False) -> sa.Row[Any]:
-    row = (await conn.execute(_select(lock).where(commitments.c.id == commitment_id))).first()
+    row = (await conn.execute(_BY_ID_LOCKED if lock else _BY_ID, {"commitment_id": commitment_id})).first()
     if row is None:
         raise NotFound(f"Commitment {commitment_id!r} does not exist.")
     return row
 
 
 async def load_for_enrolment(conn: AsyncConnection, enrolment_id: str) -> sa.Row[Any] | None:
-    return (await conn.execute(_select(True).where(commitments.c.enrolment_id == enrolment_id))).first()
+    return (await conn.execute(_BY_ENROLMENT_LOCKED, {"enrolment_id": enrolment_id})).first()
 
 
 async def update_versioned(conn: AsyncConnection, row: sa.Row[Any], **values: Any) -> sa.Row[Any]:
-    """Write the next version of a commitment, only if nobody wrote one since `row` was read."""
-    updated = await conn.execute(
-        commitments.update()
-        .where(commitments.c.id == row.id, commitments.c.version == row.version)
-        .values(version=row.version + 1, updated_at=datetime.now(UTC), **values)
-    )
-    if updated.rowcount != 1:
+    """Write the next version of a commitment, only if nobody wrote one since `row` was read; returns it."""
+    params = {"commitment_id": row.id, "read_version": row.version, "updated_at": datetime.now(UTC), **values}
+    updated = (await conn.execute(_NEXT_VERSION, params)).first()
+    if updated is None:
         raise Conflict(f"Commitment {row.id} changed while this request ran; nothing was changed, try again.")
-    return await load(conn, row.id)
+    return updated
 
 
 async def apply(

@@ -18,31 +18,52 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.billing import domain
 from services.billing.handlers.common import apply, load_for_enrolment
 from services.billing.tables import commitments, parked_events
-from shared.db import insert_ignoring_duplicates
+from shared.db import insert_if_absent
 from shared.events import EnrolmentCancelled, EnrolmentCompleted, EnrolmentWithdrawn, Envelope
 
 Decide = Callable[[sa.Row[Any]], domain.Transition | None]
 
+_SEEN = (
+    commitments.update()
+    .where(commitments.c.id == sa.bindparam("commitment_id"))
+    .values(enrolment_seq=sa.bindparam("sequence"))
+)
+# Taken out in one statement; replayed in enrolment order.
+_UNPARK = (
+    parked_events.delete()
+    .where(parked_events.c.enrolment_id == sa.bindparam("enrolment_id"))
+    .returning(parked_events.c.sequence, parked_events.c.payload)
+)
+_DUE = (
+    sa.select(commitments)
+    .where(
+        commitments.c.status == domain.Status.ACCEPTED,
+        commitments.c.free_cancellation_deadline < sa.bindparam("today"),
+    )
+    .order_by(commitments.c.id)
+    .limit(sa.bindparam("batch"))
+    .with_for_update(skip_locked=True)
+)
+
 
 async def _park(conn: AsyncConnection, event: Envelope, enrolment_id: str) -> None:
-    await conn.execute(
-        insert_ignoring_duplicates(
-            conn,
-            parked_events,
-            {
-                "event_id": event.id,
-                "enrolment_id": enrolment_id,
-                "sequence": event.sequence,
-                "payload": event.to_json(),
-                "parked_at": datetime.now(UTC),
-            },
-        )
-    )
+    row = {
+        "event_id": event.id,
+        "enrolment_id": enrolment_id,
+        "sequence": event.sequence,
+        "payload": event.to_json(),
+        "parked_at": datetime.now(UTC),
+    }
+    await insert_if_absent(conn, parked_events, row)
 
 
-async def _follow(conn: AsyncConnection, event: Envelope, enrolment_id: str, decide: Decide) -> None:
-    """Apply an enrolment event to its commitment, or park it until the commitment exists."""
-    row = await load_for_enrolment(conn, enrolment_id)
+async def _follow(
+    conn: AsyncConnection, event: Envelope, enrolment_id: str, decide: Decide, row: sa.Row[Any] | None = None
+) -> None:
+    """Apply an enrolment event to its commitment (`row` if the caller loaded it), or park it until the
+    commitment exists."""
+    if row is None:
+        row = await load_for_enrolment(conn, enrolment_id)
     if row is None:
         await _park(conn, event, enrolment_id)
         return
@@ -50,7 +71,7 @@ async def _follow(conn: AsyncConnection, event: Envelope, enrolment_id: str, dec
         return
     transition = decide(row)
     if transition is None or not domain.changes(row.status, row.chargeable_amount, transition):
-        await conn.execute(commitments.update().where(commitments.c.id == row.id).values(enrolment_seq=event.sequence))
+        await conn.execute(_SEEN, {"commitment_id": row.id, "sequence": event.sequence})
         return
     await apply(
         conn,
@@ -65,13 +86,15 @@ async def _follow(conn: AsyncConnection, event: Envelope, enrolment_id: str, dec
 async def on_withdrawn(conn: AsyncConnection, event: Envelope) -> None:
     """Free withdrawal voids; a late one leaves the late share chargeable. From the waitlist: nothing."""
     data = EnrolmentWithdrawn.model_validate(event.data)
-    if data.was_waitlisted and await load_for_enrolment(conn, data.enrolment_id) is None:
+    row = await load_for_enrolment(conn, data.enrolment_id)
+    if row is None and data.was_waitlisted:
         return
     await _follow(
         conn,
         event,
         data.enrolment_id,
         lambda row: domain.after_withdrawal(row.status, row.amount, data.charge_percent),
+        row,
     )
 
 
@@ -101,15 +124,8 @@ FOLLOWERS: dict[str, Callable[[AsyncConnection, Envelope], Awaitable[None]]] = {
 
 async def apply_parked(conn: AsyncConnection, enrolment_id: str) -> None:
     """Replay, in enrolment order, the events that arrived before this enrolment's commitment."""
-    rows = (
-        await conn.execute(
-            sa.select(parked_events.c.payload)
-            .where(parked_events.c.enrolment_id == enrolment_id)
-            .order_by(parked_events.c.sequence)
-        )
-    ).all()
-    await conn.execute(parked_events.delete().where(parked_events.c.enrolment_id == enrolment_id))
-    for row in rows:
+    rows = (await conn.execute(_UNPARK, {"enrolment_id": enrolment_id})).all()
+    for row in sorted(rows, key=lambda row: row.sequence):
         event = Envelope.from_json(row.payload)
         await FOLLOWERS[event.routing_key](conn, event)
 
@@ -122,18 +138,7 @@ async def charge_due(conn: AsyncConnection, today: date, *, batch: int = 500) ->
     """
     changed = 0
     while True:
-        rows = (
-            await conn.execute(
-                sa.select(commitments)
-                .where(
-                    commitments.c.status == domain.Status.ACCEPTED,
-                    commitments.c.free_cancellation_deadline < today,
-                )
-                .order_by(commitments.c.id)
-                .limit(batch)
-                .with_for_update(skip_locked=True)
-            )
-        ).all()
+        rows = (await conn.execute(_DUE, {"today": today, "batch": batch})).all()
         for row in rows:
             transition = domain.after_deadline(row.status, row.amount)
             assert transition is not None
