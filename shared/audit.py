@@ -8,6 +8,7 @@ role and institution; they never copy request bodies (no personal data beyond th
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -40,17 +41,24 @@ def add_audit_table(metadata: sa.MetaData) -> sa.Table:
     )
 
 
+@functools.cache
+def _insert(table: sa.Table) -> sa.Insert:
+    """Built once per table and run with parameters: every state-changing request pays for it."""
+    return table.insert()
+
+
 async def record(conn: AsyncConnection, table: sa.Table, caller: Principal, action: str, target_id: str | None) -> None:
     """Append one audit row inside the caller's transaction."""
     await conn.execute(
-        table.insert().values(
-            id=str(uuid.uuid4()),
-            at=datetime.now(UTC),
-            action=action,
-            target_id=target_id,
-            request_id=structlog.contextvars.get_contextvars().get("request_id"),
+        _insert(table),
+        {
+            "id": str(uuid.uuid4()),
+            "at": datetime.now(UTC),
+            "action": action,
+            "target_id": target_id,
+            "request_id": structlog.contextvars.get_contextvars().get("request_id"),
             **caller.audit_fields(),
-        )
+        },
     )
 
 

@@ -9,9 +9,11 @@ for 24 hours: after that the same key starts a new request, and `prune` deletes 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -19,9 +21,10 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from shared.errors import Conflict
+from shared.errors import Conflict, DomainError
 
 Work = Callable[[AsyncConnection], Awaitable[tuple[int, dict[str, Any]]]]
+RawWork = Callable[[AsyncConnection], Awaitable[tuple[int, bytes]]]
 KEEP_S = 24 * 3600
 
 
@@ -41,18 +44,37 @@ def fingerprint(payload: Any) -> str:
     return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-async def _recall(conn: AsyncConnection, table: sa.Table, key: str, print_: str) -> tuple[int, dict[str, Any]] | None:
-    row = (await conn.execute(sa.select(table).where(table.c.key == key))).first()
+@dataclass(frozen=True)
+class _Statements:
+    recall: sa.Select[Any]
+    forget: sa.Delete
+    store: sa.Insert
+
+
+@functools.cache
+def _statements(table: sa.Table) -> _Statements:
+    """Built once per table and run with parameters (building them per request cost more than running them)."""
+    c = table.c
+    return _Statements(
+        recall=sa.select(c.fingerprint, c.status, c.body, c.created_at).where(c.key == sa.bindparam("key")),
+        forget=table.delete().where(c.key == sa.bindparam("key")),
+        store=table.insert(),
+    )
+
+
+async def _recall(conn: AsyncConnection, table: sa.Table, key: str, print_: str) -> tuple[int, bytes] | None:
+    statements = _statements(table)
+    row = (await conn.execute(statements.recall, {"key": key})).first()
     if row is None:
         return None
     if row.created_at < time.time() - KEEP_S:
-        await conn.execute(table.delete().where(table.c.key == key))
+        await conn.execute(statements.forget, {"key": key})
         return None
     if row.fingerprint != print_:
         raise Conflict(
             "This Idempotency-Key was already used with a different request body; use a new key for a new request."
         )
-    return row.status, orjson.loads(row.body)
+    return row.status, bytes(row.body)
 
 
 async def prune(engine: AsyncEngine, table: sa.Table) -> int:
@@ -72,28 +94,25 @@ def scoped_key(namespace: str, caller_subject: str, key: str | None) -> str | No
 async def run_once(
     engine: AsyncEngine, table: sa.Table, key: str | None, payload: Any, work: Work
 ) -> tuple[int, dict[str, Any], bool]:
-    """Run `work` in one transaction, at most once per key. Returns (status, body, replayed)."""
+    """Run `work` in one transaction, at most once per key. Returns (status, body, replayed).
+
+    A replay neither runs nor audits anything again: the key is looked up before the work.
+    """
     if key is None:
         async with engine.begin() as conn:
             status, body = await work(conn)
         return status, body, False
     print_ = fingerprint(payload)
+    statements = _statements(table)
     for _ in range(2):
         try:
             async with engine.begin() as conn:
                 stored = await _recall(conn, table, key, print_)
                 if stored is not None:
-                    return stored[0], stored[1], True
+                    return stored[0], orjson.loads(stored[1]), True
                 status, body = await work(conn)
-                await conn.execute(
-                    table.insert().values(
-                        key=key,
-                        fingerprint=print_,
-                        status=status,
-                        body=orjson.dumps(body),
-                        created_at=time.time(),
-                    )
-                )
+                row = {"key": key, "fingerprint": print_, "status": status, "body": orjson.dumps(body)}
+                await conn.execute(statements.store, {**row, "created_at": time.time()})
             return status, body, False
         except IntegrityError:
             continue  # a concurrent request with the same key won; answer with its stored response
@@ -101,4 +120,44 @@ async def run_once(
         stored = await _recall(conn, table, key, print_)
     if stored is None:
         raise Conflict("A request with this Idempotency-Key is still in progress; retry shortly.")
-    return stored[0], stored[1], True
+    return stored[0], orjson.loads(stored[1]), True
+
+
+async def run_once_raw(
+    engine: AsyncEngine, table: sa.Table, key: str | None, print_: str, work: RawWork
+) -> tuple[int, bytes, bool]:
+    """`run_once` for cheap work that answers with JSON bytes, stored and replayed as they are.
+
+    `print_` is the request's `fingerprint`. Optimistic: the work runs first and the key is stored
+    after it, in the same transaction; a key already stored fails that insert, the transaction
+    (the work too) rolls back and the stored answer is given instead. New keys, nearly all of them,
+    pay one statement instead of two; a replay pays for running the work and rolling it back, so
+    this is for work of a few statements (an enrolment), not for imports or invoice runs. When the
+    work refuses (a domain error), the key is looked up before the refusal is answered, so a replay
+    still gets the original answer (or 409).
+    """
+    if key is None:
+        async with engine.begin() as conn:
+            status, body = await work(conn)
+        return status, body, False
+    store = _statements(table).store
+    for _ in range(2):
+        try:
+            async with engine.begin() as conn:
+                status, body = await work(conn)
+                row = {"key": key, "fingerprint": print_, "status": status, "body": body, "created_at": time.time()}
+                await conn.execute(store, row)
+            return status, body, False
+        except IntegrityError:
+            pass  # the key is stored (or a concurrent request with it won): answer with the stored response
+        except DomainError:
+            async with engine.begin() as conn:
+                stored = await _recall(conn, table, key, print_)
+            if stored is None:
+                raise
+            return stored[0], stored[1], True
+        async with engine.begin() as conn:
+            stored = await _recall(conn, table, key, print_)  # an expired key is deleted here: run again
+        if stored is not None:
+            return stored[0], stored[1], True
+    raise Conflict("A request with this Idempotency-Key is still in progress; retry shortly.")

@@ -35,13 +35,17 @@ def check_can_enrol(offering_status: str, opens: date, closes: date, today: date
         raise Conflict(f"Enrolment closed on {closes.isoformat()}.", enrolment_closes=closes.isoformat())
 
 
+# Billing's decision on the commitment moves only an enrolment in this status.
+AWAITING_DECISION = Status.AWAITING_COMMITMENT
+
+
 def confirm(status: str) -> Status | None:
     """The commitment was accepted: only an enrolment awaiting it moves (a late event changes nothing)."""
-    return Status.CONFIRMED if status == Status.AWAITING_COMMITMENT else None
+    return Status.CONFIRMED if status == AWAITING_DECISION else None
 
 
 def reject(status: str) -> Status | None:
-    return Status.REJECTED if status == Status.AWAITING_COMMITMENT else None
+    return Status.REJECTED if status == AWAITING_DECISION else None
 
 
 class Outcome(StrEnum):

@@ -1,4 +1,10 @@
-"""Enrolment use cases and event handlers; each runs inside its caller's transaction."""
+"""Enrolment use cases and event handlers; each runs inside its caller's transaction.
+
+Statements are built once, here, and run with parameter dicts: on the hot paths (an enrolment
+request, billing's decision on it) building a statement and its cache key per call cost more CPU
+than the database spent running it. Facts that events need come back from the statement that
+changed the row (RETURNING) or from values already in hand, not from a re-read.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ from services.enrolment import domain, views
 from services.enrolment.access import enrolment_not_found
 from services.enrolment.domain import Status
 from services.enrolment.tables import (
+    ACTIVE,
     enrolments,
     idempotency_keys,
     institutions,
@@ -25,7 +32,7 @@ from services.enrolment.tables import (
     students,
 )
 from shared.bus import stage
-from shared.db import upsert_if_newer
+from shared.db import insert_if_absent
 from shared.errors import Invalid, NotFound
 from shared.events import (
     CommitmentAccepted,
@@ -80,30 +87,181 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-async def _facts(conn: AsyncConnection, enrolment_id: str) -> tuple[sa.Row[Any], dict[str, Any]]:
-    row = (
-        await conn.execute(
-            sa.select(
-                enrolments,
-                offerings.c.provider_id,
-                offerings.c.academic_year,
-                offerings.c.member_price,
-                offerings.c.external_price,
-                offerings.c.free_cancellation_deadline,
-            )
-            .select_from(enrolments.join(offerings, offerings.c.id == enrolments.c.offering_id))
-            .where(enrolments.c.id == enrolment_id)
+# --- statements -------------------------------------------------------------------------------------
+# Bind parameters of UPDATEs are named b_*: SQLAlchemy keeps plain column names for the SET clause, so
+# extra column values given at execution (e.g. a transition's commitment_id) are set as well.
+
+_active = enrolments.alias("active")
+# The active statuses as literals, exactly as the partial unique index `uq_enrolments_one_active` names
+# them: with bind parameters neither database can prove the lookup matches that index.
+_ACTIVE_LITERALS: list[sa.ColumnElement[str]] = [sa.literal_column(f"'{status}'") for status in ACTIVE]
+
+_OFFERING_AND_STUDENT = (
+    sa.select(
+        offerings.c.status,
+        offerings.c.enrolment_opens,
+        offerings.c.enrolment_closes,
+        offerings.c.provider_id,
+        offerings.c.academic_year,
+        offerings.c.member_price,
+        offerings.c.external_price,
+        offerings.c.free_cancellation_deadline,
+        sa.select(institutions.c.id).where(institutions.c.id == sa.bindparam("home")).scalar_subquery().label("home"),
+        students.c.id.label("student_id"),
+        students.c.name,
+        students.c.email,
+        _active.c.id.label("active_id"),
+    )
+    .select_from(
+        offerings.outerjoin(
+            students,
+            sa.and_(
+                students.c.home_institution_id == sa.bindparam("home"),
+                students.c.learner_id == sa.bindparam("learner_id"),
+            ),
+        ).outerjoin(
+            _active,
+            sa.and_(
+                _active.c.offering_id == offerings.c.id,
+                _active.c.student_id == students.c.id,
+                _active.c.status.in_(_ACTIVE_LITERALS),
+            ),
         )
-    ).one()
-    facts = {
-        "enrolment_id": row.id,
+    )
+    .where(offerings.c.id == sa.bindparam("offering_id"))
+)
+_INSERT_STUDENT = students.insert()
+_UPDATE_STUDENT = (
+    students.update()
+    .where(students.c.id == sa.bindparam("b_id"))
+    .values(name=sa.bindparam("b_name"), email=sa.bindparam("b_email"))
+)
+_INSERT_ENROLMENT = enrolments.insert()
+
+# Race-free on both databases: the row lock / single writer serialises this conditional update.
+_HOLD_SEAT = (
+    offerings.update()
+    .where(
+        offerings.c.id == sa.bindparam("b_offering_id"),
+        offerings.c.status == "published",
+        offerings.c.held < offerings.c.max_participants,
+    )
+    .values(held=offerings.c.held + 1)
+)
+_NEXT_WAITLIST_SEQ = (
+    offerings.update()
+    .where(offerings.c.id == sa.bindparam("b_offering_id"))
+    .values(waitlist_seq=offerings.c.waitlist_seq + 1)
+    .returning(offerings.c.waitlist_seq)
+)
+_RELEASE_SEAT = (
+    offerings.update()
+    .where(offerings.c.id == sa.bindparam("b_offering_id"), offerings.c.held > 0)
+    .values(held=offerings.c.held - 1)
+)
+_FIRST_WAITLISTED = (
+    sa.select(enrolments.c.id)
+    .where(enrolments.c.offering_id == sa.bindparam("offering_id"), enrolments.c.status == Status.WAITLISTED.value)
+    .order_by(enrolments.c.waitlist_seq)
+    .limit(1)
+)
+
+_FACTS = (
+    sa.select(
+        enrolments.c.offering_id,
+        enrolments.c.home_institution_id,
+        enrolments.c.student_id,
+        offerings.c.provider_id,
+        offerings.c.academic_year,
+        offerings.c.member_price,
+        offerings.c.external_price,
+        offerings.c.free_cancellation_deadline,
+    )
+    .select_from(enrolments.join(offerings, offerings.c.id == enrolments.c.offering_id))
+    .where(enrolments.c.id == sa.bindparam("enrolment_id"))
+)
+# What a changed enrolment's events say, returned by the UPDATE that changed it.
+_RETURNED_FACTS = (
+    enrolments.c.version,
+    enrolments.c.offering_id,
+    enrolments.c.home_institution_id,
+    enrolments.c.student_id,
+    sa.select(offerings.c.provider_id)
+    .where(offerings.c.id == enrolments.c.offering_id)
+    .correlate(enrolments)
+    .scalar_subquery()
+    .label("provider_id"),
+    sa.select(offerings.c.academic_year)
+    .where(offerings.c.id == enrolments.c.offering_id)
+    .correlate(enrolments)
+    .scalar_subquery()
+    .label("academic_year"),
+)
+# The next version of an enrolment; the new status and other values come as execution parameters.
+_ADVANCE = (
+    enrolments.update()
+    .where(enrolments.c.id == sa.bindparam("b_id"))
+    .values(version=enrolments.c.version + 1)
+    .returning(*_RETURNED_FACTS)
+)
+# Billing's decision moves only an enrolment still awaiting it (domain.confirm / domain.reject), checked
+# by the UPDATE under the row lock: a late decision, or one racing a withdrawal, changes nothing.
+_DECIDE = (
+    enrolments.update()
+    .where(enrolments.c.id == sa.bindparam("b_id"), enrolments.c.status == domain.AWAITING_DECISION.value)
+    .values(version=enrolments.c.version + 1)
+    .returning(*_RETURNED_FACTS)
+)
+_STATUS = sa.select(enrolments.c.status).where(enrolments.c.id == sa.bindparam("enrolment_id"))
+_ENROLMENT_AND_OFFERING = (
+    sa.select(
+        enrolments.c.status,
+        enrolments.c.offering_id,
+        offerings.c.free_cancellation_deadline,
+        offerings.c.late_withdrawal_percent,
+        offerings.c.credits,
+    )
+    .select_from(enrolments.join(offerings, offerings.c.id == enrolments.c.offering_id))
+    .where(enrolments.c.id == sa.bindparam("enrolment_id"))
+    .with_for_update(of=enrolments)
+)
+_ACTIVE_IN_OFFERING = (
+    sa.select(enrolments.c.id)
+    .where(enrolments.c.offering_id == sa.bindparam("offering_id"), enrolments.c.status.in_(_ACTIVE_LITERALS))
+    .order_by(enrolments.c.created_at, enrolments.c.id)
+)
+_TOMBSTONE = sa.select(offering_tombstones.c.version).where(offering_tombstones.c.id == sa.bindparam("offering_id"))
+_OFFERING_EXISTS = sa.select(offerings.c.id).where(offerings.c.id == sa.bindparam("offering_id"))
+_CANCEL_OFFERING = (
+    offerings.update()
+    .where(offerings.c.id == sa.bindparam("b_id"), offerings.c.version < sa.bindparam("b_version"))
+    .values(status="cancelled", version=sa.bindparam("b_version"), held=0)
+)
+_UPDATE_OFFERING_IF_NEWER = offerings.update().where(
+    offerings.c.id == sa.bindparam("b_id"), offerings.c.version < sa.bindparam("b_version")
+)
+_UPDATE_TOMBSTONE_IF_NEWER = offering_tombstones.update().where(
+    offering_tombstones.c.id == sa.bindparam("b_id"), offering_tombstones.c.version < sa.bindparam("b_version")
+)
+_UPDATE_INSTITUTION_IF_NEWER = institutions.update().where(
+    institutions.c.id == sa.bindparam("b_id"), institutions.c.version < sa.bindparam("b_version")
+)
+
+
+def _facts_of(enrolment_id: str, row: Any) -> dict[str, Any]:
+    return {
+        "enrolment_id": enrolment_id,
         "offering_id": row.offering_id,
         "provider_id": row.provider_id,
         "home_institution_id": row.home_institution_id,
         "student_ref": row.student_id,
         "academic_year": row.academic_year,
     }
-    return row, facts
+
+
+async def _facts(conn: AsyncConnection, enrolment_id: str) -> tuple[Any, dict[str, Any]]:
+    row = (await conn.execute(_FACTS, {"enrolment_id": enrolment_id})).one()
+    return row, _facts_of(enrolment_id, row)
 
 
 async def _emit(conn: AsyncConnection, data: EventData, enrolment_id: str, version: int, correlation_id: str) -> None:
@@ -115,16 +273,7 @@ async def _emit(conn: AsyncConnection, data: EventData, enrolment_id: str, versi
 
 
 async def _hold_seat(conn: AsyncConnection, offering_id: str) -> bool:
-    """Race-free on both databases: the row lock / single writer serialises this conditional update."""
-    held = await conn.execute(
-        offerings.update()
-        .where(
-            offerings.c.id == offering_id,
-            offerings.c.status == "published",
-            offerings.c.held < offerings.c.max_participants,
-        )
-        .values(held=offerings.c.held + 1)
-    )
+    held = await conn.execute(_HOLD_SEAT, {"b_offering_id": offering_id})
     return held.rowcount == 1
 
 
@@ -149,75 +298,86 @@ async def request_enrolment(
 ) -> tuple[bool, dict[str, Any]]:
     """Hold a seat (or waitlist) for a student. Returns (created, enrolment).
 
-    The hot path of an opening-day rush: one lookup of offering and home institution, one of the
-    student and an active enrolment, the seat, the insert and the outbox row; the event and the answer
-    are built from values in hand rather than read back.
+    The hot path of an opening-day rush: one lookup of the offering, the home institution, the student
+    and an active enrolment, the seat, the insert and the outbox row; the event and the answer are
+    built from values in hand rather than read back.
     """
-    home_known = sa.select(institutions.c.id).where(institutions.c.id == cmd.home_institution_id).scalar_subquery()
-    offering = (
-        await conn.execute(sa.select(offerings, home_known.label("home")).where(offerings.c.id == cmd.offering_id))
+    student = cmd.student
+    found = (
+        await conn.execute(
+            _OFFERING_AND_STUDENT,
+            {"offering_id": cmd.offering_id, "home": cmd.home_institution_id, "learner_id": student.learner_id},
+        )
     ).first()
-    if offering is None:
+    if found is None:
         raise NotFound(
             f"Offering {cmd.offering_id!r} is not open for enrolment: it does not exist or is not published yet."
         )
-    if offering.home is None:
+    if found.home is None:
         raise Invalid(f"Home institution {cmd.home_institution_id!r} is not registered in the catalogue.")
-    domain.check_can_enrol(offering.status, offering.enrolment_opens, offering.enrolment_closes, today or date.today())
-    student_id, active = await _student_and_active_enrolment(conn, cmd)
-    if active is not None:
-        return False, await views.get_enrolment(conn, active)
+    domain.check_can_enrol(found.status, found.enrolment_opens, found.enrolment_closes, today or date.today())
+    if found.student_id is None:
+        student_id = str(uuid.uuid4())
+        await conn.execute(
+            _INSERT_STUDENT,
+            {
+                "id": student_id,
+                "home_institution_id": cmd.home_institution_id,
+                "learner_id": student.learner_id,
+                "name": student.name,
+                "email": student.email,
+            },
+        )
+    else:
+        student_id = str(found.student_id)
+        if (found.name, found.email) != (student.name, student.email):
+            await conn.execute(_UPDATE_STUDENT, {"b_id": student_id, "b_name": student.name, "b_email": student.email})
+        if found.active_id is not None:
+            return False, await views.get_enrolment(conn, found.active_id)
 
     enrolment_id = str(uuid.uuid4())
     seat = await _hold_seat(conn, cmd.offering_id)
     waitlist_seq = None
     if not seat:
-        waitlist_seq = (
-            await conn.execute(
-                offerings.update()
-                .where(offerings.c.id == cmd.offering_id)
-                .values(waitlist_seq=offerings.c.waitlist_seq + 1)
-                .returning(offerings.c.waitlist_seq)
-            )
-        ).scalar_one()
+        waitlist_seq = (await conn.execute(_NEXT_WAITLIST_SEQ, {"b_offering_id": cmd.offering_id})).scalar_one()
     now = _now()  # taken under the offering's row lock, so creation times follow the waitlist order
     status = Status.AWAITING_COMMITMENT if seat else Status.WAITLISTED
     await conn.execute(
-        enrolments.insert().values(
-            id=enrolment_id,
-            offering_id=cmd.offering_id,
-            student_id=student_id,
-            home_institution_id=cmd.home_institution_id,
-            status=status,
-            holds_seat=seat,
-            waitlist_seq=waitlist_seq,
-            version=1,
-            created_at=now,
-            updated_at=now,
-        )
+        _INSERT_ENROLMENT,
+        {
+            "id": enrolment_id,
+            "offering_id": cmd.offering_id,
+            "student_id": student_id,
+            "home_institution_id": cmd.home_institution_id,
+            "status": status.value,
+            "holds_seat": seat,
+            "waitlist_seq": waitlist_seq,
+            "version": 1,
+            "created_at": now,
+            "updated_at": now,
+        },
     )
     facts = {
         "enrolment_id": enrolment_id,
         "offering_id": cmd.offering_id,
-        "provider_id": offering.provider_id,
+        "provider_id": found.provider_id,
         "home_institution_id": cmd.home_institution_id,
         "student_ref": student_id,
-        "academic_year": offering.academic_year,
+        "academic_year": found.academic_year,
     }
     position = None
     event: EventData
     if seat:
         event = EnrolmentRequested(
             **facts,
-            member_price=offering.member_price,
-            external_price=offering.external_price,
-            free_cancellation_deadline=offering.free_cancellation_deadline,
+            member_price=found.member_price,
+            external_price=found.external_price,
+            free_cancellation_deadline=found.free_cancellation_deadline,
         )
     else:
         position = await views.waitlist_position(conn, cmd.offering_id, waitlist_seq)
         event = EnrolmentWaitlisted(**facts, waitlist_position=position)
     await _emit(conn, event, enrolment_id, 1, correlation_id)
-    student = cmd.student
     return True, {
         "id": enrolment_id,
         "offering_id": cmd.offering_id,
@@ -234,83 +394,50 @@ async def request_enrolment(
     }
 
 
-async def _student_and_active_enrolment(conn: AsyncConnection, cmd: RequestEnrolment) -> tuple[str, str | None]:
-    """The student (stored or updated) and their active enrolment in the offering, if any."""
-    active = enrolments.alias("active")
-    row = (
-        await conn.execute(
-            sa.select(students.c.id, students.c.name, students.c.email, active.c.id.label("active_id"))
-            .select_from(
-                students.outerjoin(
-                    active,
-                    sa.and_(
-                        active.c.student_id == students.c.id,
-                        active.c.offering_id == cmd.offering_id,
-                        active.c.status.in_(domain.ACTIVE),
-                    ),
-                )
-            )
-            .where(
-                students.c.home_institution_id == cmd.home_institution_id,
-                students.c.learner_id == cmd.student.learner_id,
-            )
-        )
-    ).first()
-    student = cmd.student
-    if row is None:
-        student_id = str(uuid.uuid4())
-        await conn.execute(
-            students.insert().values(
-                id=student_id,
-                home_institution_id=cmd.home_institution_id,
-                learner_id=student.learner_id,
-                name=student.name,
-                email=student.email,
-            )
-        )
-        return student_id, None
-    if (row.name, row.email) != (student.name, student.email):
-        await conn.execute(
-            students.update().where(students.c.id == row.id).values(name=student.name, email=student.email)
-        )
-    return str(row.id), row.active_id
+async def _transition(conn: AsyncConnection, enrolment_id: str, new_status: Status, **values: Any) -> sa.Row[Any]:
+    """Move an enrolment to `new_status` (and set `values`); returns its new version and event facts."""
+    changes = {"b_id": enrolment_id, "status": new_status.value, "updated_at": _now(), **values}
+    return (await conn.execute(_ADVANCE, changes)).one()
 
 
-async def _transition(
-    conn: AsyncConnection, enrolment_id: str, new_status: Status, *, release_seat: bool = False, **values: Any
-) -> int:
-    row = (await conn.execute(sa.select(enrolments.c.version).where(enrolments.c.id == enrolment_id))).one()
-    version = row.version + 1
-    changes: dict[str, Any] = {"status": new_status, "version": version, "updated_at": _now(), **values}
-    if release_seat:
-        changes["holds_seat"] = False
-    await conn.execute(enrolments.update().where(enrolments.c.id == enrolment_id).values(**changes))
-    return int(version)
+async def _decide(conn: AsyncConnection, enrolment_id: str, new_status: Status, **values: Any) -> sa.Row[Any] | None:
+    """Billing's decision on an enrolment awaiting it; None (nothing changed) if it no longer awaits one.
+
+    Raises NotFound when the enrolment is not here (yet), so that the event is retried.
+    """
+    changes = {"b_id": enrolment_id, "status": new_status.value, "updated_at": _now(), **values}
+    row = (await conn.execute(_DECIDE, changes)).first()
+    if row is None and (await conn.execute(_STATUS, {"enrolment_id": enrolment_id})).first() is None:
+        raise NotFound(f"enrolment {enrolment_id} not found (yet)")
+    return row
 
 
 async def promote_waitlisted(conn: AsyncConnection, offering_id: str, correlation_id: str) -> int:
     """Give free seats to the first waitlisted students, in FIFO order. Returns how many moved."""
     promoted = 0
     while True:
-        first = (
-            await conn.execute(
-                sa.select(enrolments.c.id)
-                .where(enrolments.c.offering_id == offering_id, enrolments.c.status == Status.WAITLISTED)
-                .order_by(enrolments.c.waitlist_seq)
-                .limit(1)
-            )
-        ).first()
+        first = (await conn.execute(_FIRST_WAITLISTED, {"offering_id": offering_id})).first()
         if first is None or not await _hold_seat(conn, offering_id):
             return promoted
-        version = await _transition(conn, first.id, Status.AWAITING_COMMITMENT, holds_seat=True, waitlist_seq=None)
-        await _emit_requested(conn, first.id, version, correlation_id)
+        row = await _transition(conn, first.id, Status.AWAITING_COMMITMENT, holds_seat=True, waitlist_seq=None)
+        await _emit_requested(conn, first.id, row.version, correlation_id)
         promoted += 1
 
 
 async def _release_seat(conn: AsyncConnection, offering_id: str) -> None:
-    await conn.execute(
-        offerings.update().where(offerings.c.id == offering_id, offerings.c.held > 0).values(held=offerings.c.held - 1)
-    )
+    await conn.execute(_RELEASE_SEAT, {"b_offering_id": offering_id})
+
+
+async def _upsert_if_newer(
+    conn: AsyncConnection, update: sa.Update, table: sa.Table, key: str, version: int, values: dict[str, Any]
+) -> bool:
+    """shared.db.upsert_if_newer with this table's UPDATE built once: a stale event changes nothing.
+
+    Returns whether the row is new (inserted now)."""
+    updated = await conn.execute(update, {"b_id": key, "b_version": version, "version": version, **values})
+    if updated.rowcount:
+        return False
+    return await insert_if_absent(conn, table, {"id": key, **values, "version": version})
 
 
 # --- consumed events -------------------------------------------------------------------------------
@@ -318,7 +445,9 @@ async def _release_seat(conn: AsyncConnection, offering_id: str) -> None:
 
 async def on_institution(conn: AsyncConnection, event: Envelope) -> None:
     data = InstitutionRegistered.model_validate(event.data)
-    await upsert_if_newer(conn, institutions, {"id": data.institution_id}, event.sequence, {"member": data.member})
+    await _upsert_if_newer(
+        conn, _UPDATE_INSTITUTION_IF_NEWER, institutions, data.institution_id, event.sequence, {"member": data.member}
+    )
 
 
 async def on_offering(conn: AsyncConnection, event: Envelope) -> None:
@@ -339,64 +468,36 @@ async def on_offering(conn: AsyncConnection, event: Envelope) -> None:
         "external_price": data.external_price,
         "status": event.data.get("status", "published"),
     }
-    tombstone = (
-        await conn.execute(sa.select(offering_tombstones.c.version).where(offering_tombstones.c.id == data.offering_id))
-    ).first()
+    tombstone = (await conn.execute(_TOMBSTONE, {"offering_id": data.offering_id})).first()
     if tombstone is not None and tombstone.version >= event.sequence:
         return
-    await upsert_if_newer(conn, offerings, {"id": data.offering_id}, event.sequence, values)
-    await promote_waitlisted(conn, data.offering_id, event.correlationid)
+    new = await _upsert_if_newer(conn, _UPDATE_OFFERING_IF_NEWER, offerings, data.offering_id, event.sequence, values)
+    if not new:  # a new offering has nobody waiting yet (enrolling needs its row): skip the lookup
+        await promote_waitlisted(conn, data.offering_id, event.correlationid)
 
 
 async def on_commitment_accepted(conn: AsyncConnection, event: Envelope) -> None:
     data = CommitmentAccepted.model_validate(event.data)
-    row = (await conn.execute(sa.select(enrolments.c.status).where(enrolments.c.id == data.enrolment_id))).first()
+    row = await _decide(conn, data.enrolment_id, Status.CONFIRMED, commitment_id=data.commitment_id)
     if row is None:
-        raise NotFound(f"enrolment {data.enrolment_id} not found (yet)")
-    new_status = domain.confirm(row.status)
-    if new_status is None:
         return
-    version = await _transition(conn, data.enrolment_id, new_status, commitment_id=data.commitment_id)
-    _row, facts = await _facts(conn, data.enrolment_id)
-    await _emit(conn, EnrolmentConfirmed(**facts), data.enrolment_id, version, event.correlationid)
+    confirmed = EnrolmentConfirmed(**_facts_of(data.enrolment_id, row))
+    await _emit(conn, confirmed, data.enrolment_id, row.version, event.correlationid)
 
 
 async def on_commitment_rejected(conn: AsyncConnection, event: Envelope) -> None:
     data = CommitmentRejected.model_validate(event.data)
-    row = (
-        await conn.execute(
-            sa.select(enrolments.c.status, enrolments.c.offering_id).where(enrolments.c.id == data.enrolment_id)
-        )
-    ).first()
+    row = await _decide(conn, data.enrolment_id, Status.REJECTED, holds_seat=False, commitment_id=data.commitment_id)
     if row is None:
-        raise NotFound(f"enrolment {data.enrolment_id} not found (yet)")
-    new_status = domain.reject(row.status)
-    if new_status is None:
         return
-    version = await _transition(
-        conn, data.enrolment_id, new_status, release_seat=True, commitment_id=data.commitment_id
-    )
     await _release_seat(conn, row.offering_id)
-    _row, facts = await _facts(conn, data.enrolment_id)
-    await _emit(conn, EnrolmentRejected(**facts, reason=data.reason), data.enrolment_id, version, event.correlationid)
+    rejected = EnrolmentRejected(**_facts_of(data.enrolment_id, row), reason=data.reason)
+    await _emit(conn, rejected, data.enrolment_id, row.version, event.correlationid)
     await promote_waitlisted(conn, row.offering_id, event.correlationid)
 
 
 async def _enrolment_and_offering(conn: AsyncConnection, enrolment_id: str) -> Any:
-    row = (
-        await conn.execute(
-            sa.select(
-                enrolments.c.status,
-                enrolments.c.offering_id,
-                offerings.c.free_cancellation_deadline,
-                offerings.c.late_withdrawal_percent,
-                offerings.c.credits,
-            )
-            .select_from(enrolments.join(offerings, offerings.c.id == enrolments.c.offering_id))
-            .where(enrolments.c.id == enrolment_id)
-            .with_for_update(of=enrolments)
-        )
-    ).first()
+    row = (await conn.execute(_ENROLMENT_AND_OFFERING, {"enrolment_id": enrolment_id})).first()
     if row is None:
         raise enrolment_not_found(enrolment_id)
     return row
@@ -410,16 +511,18 @@ async def withdraw(
     decision = domain.withdraw(
         row.status, row.free_cancellation_deadline, today or date.today(), Decimal(row.late_withdrawal_percent)
     )
-    version = await _transition(
-        conn, cmd.enrolment_id, Status.WITHDRAWN, release_seat=True, waitlist_seq=None, withdrawn_by=cmd.by
+    changed = await _transition(
+        conn, cmd.enrolment_id, Status.WITHDRAWN, holds_seat=False, waitlist_seq=None, withdrawn_by=cmd.by
     )
     if decision.frees_seat:
         await _release_seat(conn, row.offering_id)
-    _row, facts = await _facts(conn, cmd.enrolment_id)
     event = EnrolmentWithdrawn(
-        **facts, late=decision.late, charge_percent=decision.charge_percent, was_waitlisted=decision.was_waitlisted
+        **_facts_of(cmd.enrolment_id, changed),
+        late=decision.late,
+        charge_percent=decision.charge_percent,
+        was_waitlisted=decision.was_waitlisted,
     )
-    await _emit(conn, event, cmd.enrolment_id, version, correlation_id)
+    await _emit(conn, event, cmd.enrolment_id, changed.version, correlation_id)
     if decision.frees_seat:
         await promote_waitlisted(conn, row.offering_id, correlation_id)
     return await views.get_enrolment(conn, cmd.enrolment_id)
@@ -434,44 +537,34 @@ async def record_result(conn: AsyncConnection, cmd: RecordResult, correlation_id
         if cmd.credits is not None
         else (Decimal(row.credits) if cmd.outcome == domain.Outcome.PASSED else Decimal(0))
     )
-    version = await _transition(
+    changed = await _transition(
         conn, cmd.enrolment_id, Status(cmd.outcome.value), grade=cmd.grade, credits_earned=str(credits)
     )
-    _row, facts = await _facts(conn, cmd.enrolment_id)
     event = EnrolmentCompleted(
-        **facts, outcome=cmd.outcome.value, grade=cmd.grade, credits_earned=str(credits), charge_percent=charge
+        **_facts_of(cmd.enrolment_id, changed),
+        outcome=cmd.outcome.value,
+        grade=cmd.grade,
+        credits_earned=str(credits),
+        charge_percent=charge,
     )
-    await _emit(conn, event, cmd.enrolment_id, version, correlation_id)
+    await _emit(conn, event, cmd.enrolment_id, changed.version, correlation_id)
     return await views.get_enrolment(conn, cmd.enrolment_id)
 
 
 async def on_offering_cancelled(conn: AsyncConnection, event: Envelope) -> None:
     """The provider cancelled the offering: cancel every active enrolment, tell each home institution."""
     data = OfferingCancelled.model_validate(event.data)
-    await conn.execute(
-        offerings.update()
-        .where(offerings.c.id == data.offering_id, offerings.c.version < event.sequence)
-        .values(status="cancelled", version=event.sequence, held=0)
-    )
-    exists = (await conn.execute(sa.select(offerings.c.id).where(offerings.c.id == data.offering_id))).first()
-    if exists is None:
-        await upsert_if_newer(conn, offering_tombstones, {"id": data.offering_id}, event.sequence, {})
-        return
-    active = (
-        (
-            await conn.execute(
-                sa.select(enrolments.c.id)
-                .where(enrolments.c.offering_id == data.offering_id, enrolments.c.status.in_(domain.ACTIVE))
-                .order_by(enrolments.c.created_at, enrolments.c.id)
-            )
+    await conn.execute(_CANCEL_OFFERING, {"b_id": data.offering_id, "b_version": event.sequence})
+    if (await conn.execute(_OFFERING_EXISTS, {"offering_id": data.offering_id})).first() is None:
+        await _upsert_if_newer(
+            conn, _UPDATE_TOMBSTONE_IF_NEWER, offering_tombstones, data.offering_id, event.sequence, {}
         )
-        .scalars()
-        .all()
-    )
+        return
+    active = (await conn.execute(_ACTIVE_IN_OFFERING, {"offering_id": data.offering_id})).scalars().all()
     for enrolment_id in active:
-        version = await _transition(conn, enrolment_id, Status.CANCELLED, release_seat=True, waitlist_seq=None)
-        _row, facts = await _facts(conn, enrolment_id)
-        await _emit(conn, EnrolmentCancelled(**facts, reason=data.reason), enrolment_id, version, event.correlationid)
+        changed = await _transition(conn, enrolment_id, Status.CANCELLED, holds_seat=False, waitlist_seq=None)
+        cancelled = EnrolmentCancelled(**_facts_of(enrolment_id, changed), reason=data.reason)
+        await _emit(conn, cancelled, enrolment_id, changed.version, event.correlationid)
 
 
 # --- personal data ---------------------------------------------------------------------------------

@@ -19,16 +19,19 @@ def _select() -> sa.Select[Any]:
     return sa.select(*_COLUMNS).select_from(ENROLMENT_SOURCE)
 
 
+# Built once and run with parameters (see handlers.py).
+_ENROLMENT = _select().where(enrolments.c.id == sa.bindparam("enrolment_id"))
+_WAITLIST_POSITION = sa.select(sa.func.count()).where(
+    enrolments.c.offering_id == sa.bindparam("offering_id"),
+    enrolments.c.status == Status.WAITLISTED.value,
+    enrolments.c.waitlist_seq <= sa.bindparam("seq"),
+)
+
+
 async def waitlist_position(conn: AsyncConnection, offering_id: str, seq: int | None) -> int | None:
     if seq is None:
         return None
-    ahead = await conn.execute(
-        sa.select(sa.func.count()).where(
-            enrolments.c.offering_id == offering_id,
-            enrolments.c.status == Status.WAITLISTED,
-            enrolments.c.waitlist_seq <= seq,
-        )
-    )
+    ahead = await conn.execute(_WAITLIST_POSITION, {"offering_id": offering_id, "seq": seq})
     return int(ahead.scalar_one())
 
 
@@ -58,10 +61,8 @@ async def get_enrolment(
     conn: AsyncConnection, enrolment_id: str, scope: sa.ColumnElement[bool] | None = None
 ) -> dict[str, Any]:
     """One enrolment; one outside `scope` (see access.enrolment_scope) answers like a missing one."""
-    query = _select().where(enrolments.c.id == enrolment_id)
-    if scope is not None:
-        query = query.where(scope)
-    row = (await conn.execute(query)).first()
+    query = _ENROLMENT if scope is None else _ENROLMENT.where(scope)
+    row = (await conn.execute(query, {"enrolment_id": enrolment_id})).first()
     if row is None:
         raise enrolment_not_found(enrolment_id)
     position = (

@@ -1,0 +1,183 @@
+"""The enrolment hot path on both databases: the answer written once as JSON, Idempotency-Key replays
+that run the work first (and roll it back), and billing's decisions taken under the row lock."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from services.enrolment import handlers
+from services.enrolment.tables import audit_log, enrolments, idempotency_keys, offerings, outbox
+from shared.errors import NotFound
+from shared.events import CommitmentAccepted, CommitmentRejected, Envelope, new_event
+from shared.idempotency import KEEP_S
+from tests.integration.test_enrolment_support import TODAY, World, enrolment_body, enrolment_world
+from tests.support.auth import bearer
+
+pytestmark = pytest.mark.integration
+COUNSELLOR = bearer("counsellor", "kao", subject="hot-path-counsellor")
+
+
+@pytest.fixture
+async def world(db_kind: str, tmp_path: Path) -> Any:
+    async with enrolment_world(db_kind, tmp_path) as world:
+        yield world
+
+
+async def post(world: World, body: dict[str, Any], key: str | None = None) -> Any:
+    headers = {**COUNSELLOR, **({"Idempotency-Key": key} if key else {})}
+    return await world.client.post("", json=body, headers=headers)
+
+
+def decision(enrolment: dict[str, Any], *, accept: bool) -> Envelope:
+    facts = {
+        "commitment_id": str(uuid.uuid4()),
+        "enrolment_id": enrolment["id"],
+        "offering_id": enrolment["offering_id"],
+        "payer_id": "kao",
+        "payee_id": "sakky",
+        "amount": Decimal("80.00"),
+        "academic_year": "2026-2027",
+    }
+    data = CommitmentAccepted(**facts, decided_by="automatic") if accept else CommitmentRejected(**facts, reason="no")
+    return new_event(data, source="billing", subject=facts["commitment_id"], sequence=2, correlation_id="t")
+
+
+async def staged(world: World, routing_key: str) -> list[Envelope]:
+    async with world.engine.connect() as conn:
+        rows = await conn.execute(
+            sa.select(outbox.c.payload).where(outbox.c.routing_key == routing_key).order_by(outbox.c.id)
+        )
+        return [Envelope.from_json(row.payload) for row in rows]
+
+
+async def test_the_answer_to_a_request_is_the_enrolment_as_read_back(world: World) -> None:
+    offering_id = await world.offering("sakky", seats=1)
+    seated = await post(world, enrolment_body(offering_id, "kao", "H1"), key="h1")
+    waiting = await post(world, enrolment_body(offering_id, "kao", "H2"))
+    for response in (seated, waiting):
+        assert response.status_code == 201
+        assert response.headers["content-type"] == "application/json"
+        answer = response.json()
+        assert response.headers["location"] == f"/api/enrolments/{answer['id']}"
+        read_back = await world.client.get(f"/{answer['id']}", headers=COUNSELLOR)
+        assert read_back.json() == answer
+    assert (seated.json()["status"], seated.json()["waitlist_position"]) == ("awaiting_commitment", None)
+    assert (waiting.json()["status"], waiting.json()["waitlist_position"]) == ("waitlisted", 1)
+    replay = await post(world, enrolment_body(offering_id, "kao", "H1"), key="h1")
+    assert (replay.status_code, replay.content) == (200, seated.content)
+    assert replay.headers["location"] == seated.headers["location"]
+
+
+async def test_the_requested_event_carries_the_offering_facts_and_prices(world: World) -> None:
+    offering_id = await world.offering("sakky")
+    answer = (await post(world, enrolment_body(offering_id, "kao", "F1"))).json()
+    [event] = await staged(world, "enrolment.requested")
+    assert (event.subject, event.sequence) == (answer["id"], 1)
+    assert event.data == {
+        "enrolment_id": answer["id"],
+        "offering_id": offering_id,
+        "provider_id": "sakky",
+        "home_institution_id": "kao",
+        "student_ref": answer["student_ref"],
+        "academic_year": "2026-2027",
+        "member_price": "80.00",
+        "external_price": "100.00",
+        "free_cancellation_deadline": (TODAY + timedelta(days=44)).isoformat(),
+    }
+
+
+async def test_a_replay_gets_the_first_answer_even_after_the_offering_closed(world: World) -> None:
+    offering_id = await world.offering("sakky")
+    first = await post(world, enrolment_body(offering_id, "kao", "R1"), key="r1")
+    assert first.status_code == 201
+    async with world.engine.begin() as conn:
+        await conn.execute(offerings.update().values(enrolment_closes=TODAY - timedelta(days=1)))
+    replay = await post(world, enrolment_body(offering_id, "kao", "R1"), key="r1")
+    assert (replay.status_code, replay.json()) == (200, first.json())
+    other_body = await post(world, enrolment_body(offering_id, "kao", "R2"), key="r1")
+    assert other_body.status_code == 409
+    assert "different request body" in other_body.json()["detail"]
+    new_key = await post(world, enrolment_body(offering_id, "kao", "R2"), key="r2")
+    assert new_key.status_code == 409
+    assert "Enrolment closed" in new_key.json()["detail"]
+    assert await world.count(enrolments) == 1
+    assert await world.count(audit_log, audit_log.c.action == "enrolment.request") == 1
+    assert await world.count(idempotency_keys) == 1
+
+
+async def test_a_replay_changes_nothing_and_writes_no_second_audit_row_or_event(world: World) -> None:
+    offering_id = await world.offering("sakky")
+    first = await post(world, enrolment_body(offering_id, "kao", "N1"), key="n1")
+    for _ in range(3):
+        again = await post(world, enrolment_body(offering_id, "kao", "N1"), key="n1")
+        assert (again.status_code, again.content) == (200, first.content)
+    assert await world.count(enrolments) == 1
+    assert await world.count(outbox) == 1
+    assert await world.count(audit_log, audit_log.c.action == "enrolment.request") == 1
+    async with world.engine.connect() as conn:
+        held = (await conn.execute(sa.select(offerings.c.held).where(offerings.c.id == offering_id))).scalar_one()
+    assert held == 1
+
+
+async def test_an_expired_key_starts_a_new_request(world: World) -> None:
+    offering_id = await world.offering("sakky")
+    first = await post(world, enrolment_body(offering_id, "kao", "E1"), key="e1")
+    async with world.engine.begin() as conn:
+        await conn.execute(idempotency_keys.update().values(created_at=time.time() - KEEP_S - 60))
+    again = await post(world, enrolment_body(offering_id, "kao", "E1"), key="e1")
+    # Run again: the student already holds this enrolment, so it is answered (200) and stored anew.
+    assert (again.status_code, again.json()["id"]) == (200, first.json()["id"])
+    async with world.engine.connect() as conn:
+        created_at = (await conn.execute(sa.select(idempotency_keys.c.created_at))).scalar_one()
+    assert created_at > time.time() - 60
+    assert await world.count(enrolments) == 1
+
+
+async def test_a_late_or_repeated_decision_changes_nothing(world: World) -> None:
+    offering_id = await world.offering("sakky")
+    enrolment = (await post(world, enrolment_body(offering_id, "kao", "D1"))).json()
+    async with world.engine.begin() as conn:
+        await handlers.on_commitment_accepted(conn, decision(enrolment, accept=True))
+        await handlers.on_commitment_accepted(conn, decision(enrolment, accept=True))
+        await handlers.on_commitment_rejected(conn, decision(enrolment, accept=False))
+    [confirmed] = await staged(world, "enrolment.confirmed")
+    assert await staged(world, "enrolment.rejected") == []
+    assert (confirmed.subject, confirmed.sequence) == (enrolment["id"], 2)
+    assert confirmed.data == {
+        "enrolment_id": enrolment["id"],
+        "offering_id": offering_id,
+        "provider_id": "sakky",
+        "home_institution_id": "kao",
+        "student_ref": enrolment["student_ref"],
+        "academic_year": "2026-2027",
+    }
+    read = (await world.client.get(f"/{enrolment['id']}", headers=COUNSELLOR)).json()
+    assert read["status"] == "confirmed" and read["commitment_id"] is not None
+
+
+async def test_a_rejection_releases_the_seat_to_the_first_waitlisted(world: World) -> None:
+    offering_id = await world.offering("sakky", seats=1)
+    seated = (await post(world, enrolment_body(offering_id, "kao", "S1"))).json()
+    waiting = (await post(world, enrolment_body(offering_id, "kao", "S2"))).json()
+    async with world.engine.begin() as conn:
+        await handlers.on_commitment_rejected(conn, decision(seated, accept=False))
+    [rejected] = await staged(world, "enrolment.rejected")
+    assert (rejected.subject, rejected.sequence, rejected.data["reason"]) == (seated["id"], 2, "no")
+    promoted = (await world.client.get(f"/{waiting['id']}", headers=COUNSELLOR)).json()
+    assert (promoted["status"], promoted["waitlist_position"]) == ("awaiting_commitment", None)
+    assert [e.subject for e in await staged(world, "enrolment.requested")] == [seated["id"], waiting["id"]]
+
+
+async def test_a_decision_for_an_enrolment_not_here_yet_is_retried(world: World) -> None:
+    ghost = {"id": str(uuid.uuid4()), "offering_id": "nowhere"}
+    async with world.engine.begin() as conn:
+        with pytest.raises(NotFound):
+            await handlers.on_commitment_accepted(conn, decision(ghost, accept=True))
