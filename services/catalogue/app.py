@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from services.catalogue.api import router
 from services.catalogue.consumers import SUBSCRIPTIONS
-from services.catalogue.search import FacetCache
+from services.catalogue.search import AnswerCache, FacetCache
 from services.catalogue.settings import Settings
 from services.catalogue.tables import audit_log, idempotency_keys, inbox, outbox
 from shared.db import make_engine
@@ -33,6 +33,7 @@ def build_api(settings: Settings) -> FastAPI:
         "changes need a bearer token (network admin, or the providing institution's staff).",
     )
     app.state.facet_cache = FacetCache()
+    app.state.search_cache = AnswerCache()
     return app
 
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from decimal import Decimal
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.catalogue import search
 from services.catalogue.domain import DEFAULT_GUIDELINE, Guideline
 from services.catalogue.tables import courses, institutions, offerings, pricing_guidelines
 from shared.errors import NotFound
@@ -181,3 +185,140 @@ async def offerings_by_ids(conn: AsyncConnection, ids: list[str]) -> list[dict[s
     rows = (await conn.execute(_offering_query().where(offerings.c.id.in_(ids)))).all()
     by_id = {row.id: offering_dict(row) for row in rows}
     return [by_id[i] for i in ids if i in by_id]
+
+
+def _as_stored(column: sa.ColumnElement[Any], kind: type[sa.types.TypeEngine[Any]]) -> sa.ColumnElement[Any]:
+    """The column as the database holds it (no Python-level conversion per value)."""
+    return sa.type_coerce(column, kind).label(column.name)
+
+
+_o, _c = offerings.c, courses.c
+# `OfferingRead`'s fields in its order; money as cents and decimals as their text, to be put on the wire as is.
+_ITEMS = (
+    sa.select(
+        _o.id,
+        _o.course_id,
+        _c.code,
+        _o.provider_id,
+        _o.external_id,
+        _c.title_fi,
+        _c.title_sv,
+        _c.title_en,
+        _c.subject,
+        _c.level,
+        _as_stored(_c.credits, sa.String),
+        _c.languages,
+        _c.delivery_mode,
+        _o.academic_year,
+        _o.start_date,
+        _o.end_date,
+        _o.enrolment_opens,
+        _o.enrolment_closes,
+        _o.min_participants,
+        _o.max_participants,
+        _as_stored(_o.member_price, sa.BigInteger),
+        _as_stored(_o.external_price, sa.BigInteger),
+        _o.free_cancellation_deadline,
+        _o.status,
+        institutions.c.region,
+        _as_stored(_o.late_withdrawal_percent, sa.String),
+        _o.published_at,
+        _o.cancellation_reason,
+        _o.version,
+    )
+    .select_from(offerings.join(courses, _c.id == _o.course_id).join(institutions, institutions.c.id == _o.provider_id))
+    .where(_o.id.in_(sa.bindparam("ids", expanding=True)))
+)
+
+
+def _money(cents: int) -> str:
+    """Cents as `Money` writes them: `12000` → `"120.00"`."""
+    if cents >= 0:
+        return f"{cents // 100}.{cents % 100:02d}"
+    return str(Decimal(cents).scaleb(-2))
+
+
+def _item(row: tuple[Any, ...]) -> dict[str, Any]:
+    """One row of `_ITEMS` as `OfferingRead` puts it on the wire (dates and the timestamp left to orjson)."""
+    (id_, course_id, code, provider_id, external_id, fi, sv, en, subject, level, credits, languages, mode) = row[:13]
+    (year, start, end, opens, closes, least, most, member, external, deadline, status, region) = row[13:25]
+    late, published_at, reason, version = row[25:]
+    return {
+        "id": id_,
+        "course_id": course_id,
+        "course_code": code,
+        "provider_id": provider_id,
+        "external_id": external_id,
+        "titles": {"fi": fi, "sv": sv, "en": en},
+        "subject": subject,
+        "level": level,
+        "credits": str(Decimal(credits)),
+        "languages": languages.split(","),
+        "delivery_mode": mode,
+        "academic_year": year,
+        "start_date": start,
+        "end_date": end,
+        "enrolment_opens": opens,
+        "enrolment_closes": closes,
+        "min_participants": least,
+        "max_participants": most,
+        "member_price": _money(member),
+        "external_price": _money(external),
+        "free_cancellation_deadline": deadline,
+        "status": status,
+        "region": region,
+        "late_withdrawal_percent": None if late is None else str(Decimal(late)),
+        "published_at": published_at,
+        "cancellation_reason": reason,
+        "version": version,
+    }
+
+
+async def offering_items(conn: AsyncConnection, ids: list[str]) -> list[dict[str, Any]]:
+    """The offerings with these ids as `OfferingRead` serialises them, in the given order, ready for orjson:
+    what a search answers, without validating every item through the response model (one prebuilt statement)."""
+    if not ids:
+        return []
+    by_id = {row[0]: _item(row) for row in await conn.execute(_ITEMS, {"ids": ids})}
+    return [by_id[i] for i in ids if i in by_id]
+
+
+async def search_answer(
+    conn: AsyncConnection,
+    criteria: search.Criteria,
+    *,
+    page: int,
+    page_size: int,
+    facets: search.FacetCache | None = None,
+    answers: search.AnswerCache | None = None,
+) -> bytes:
+    """One page of a search as the JSON of `SearchPage`: the total, the offerings, the facet counts.
+
+    A search asked before, since the index last changed, is answered from `answers` (one cheap read
+    of the index generation); otherwise computed, serialised once with orjson (no response model
+    validation of the 50 offerings) and kept."""
+    terms = search.query_terms(criteria.q)
+    index_generation = 0
+    key = None
+    if answers is not None or facets is not None:
+        index_generation = await search.generation(conn)
+    if answers is not None:
+        sort = "start_date" if criteria.sort == "relevance" and not terms else criteria.sort
+        key = (tuple(terms), replace(criteria, q=None, sort=sort), page, page_size)
+        found = answers.get(conn.engine.url, index_generation, key)
+        if found is not None:
+            return found
+    hits = await search.search(
+        conn,
+        criteria,
+        offset=(page - 1) * page_size,
+        limit=page_size,
+        cache=facets,
+        index_generation=index_generation if facets is not None else None,
+    )
+    items = await offering_items(conn, hits.offering_ids)
+    listing = {"total": hits.total, "page": page, "page_size": page_size, "items": items, "facets": hits.facets}
+    body = orjson.dumps(listing, option=orjson.OPT_UTC_Z)
+    if answers is not None:
+        answers.put(conn.engine.url, index_generation, key, body)
+    return body

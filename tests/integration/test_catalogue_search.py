@@ -10,11 +10,18 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
+from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.catalogue import imports
+from services.catalogue.app import build_api
 from services.catalogue.domain import academic_year_of
+from services.catalogue.search import AnswerCache
+from services.catalogue.settings import Settings
 from shared.db import make_engine
 from tests.integration.test_catalogue_service import catalogue_client, course, institution, offering
+from tests.support.auth import ADMIN, bearer
 from tests.support.infra import database, migrate
 
 pytestmark = pytest.mark.integration
@@ -262,6 +269,149 @@ async def test_new_and_changed_offerings_show_at_once(client: httpx.AsyncClient)
     ]
     await client.post(f"/offerings/{b1['id']}/cancel")
     assert (await find(client, q="kirjallisuus", status="published"))["total"] == 2
+
+
+# --- answers are cached per API process until the index changes -----------------------------------------
+
+
+def api_process(engine: AsyncEngine) -> FastAPI:
+    """A catalogue app of its own (its own caches), as one more API process on the same database."""
+    app = build_api(Settings(database_url="sqlite+aiosqlite:///unused.db"))
+    app.state.engine = engine
+    return app
+
+
+def client_of(app: FastAPI, headers: dict[str, str]) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://test/api/catalogue", headers=headers
+    )
+
+
+def by_name(client: httpx.AsyncClient, result: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    names_of = {oid: name for name, oid in client.ids.items()}  # type: ignore[attr-defined]
+    return {names_of[item["id"]]: item for item in result["items"]}
+
+
+async def test_a_repeated_search_shows_every_change_made_since(client: httpx.AsyncClient) -> None:
+    """The same anonymous search, asked again after each change (publish, edit, cancel), through the same API
+    process: its cached answer must not outlive the change."""
+    app = client._transport.app  # type: ignore[attr-defined]
+    anonymous = client_of(app, {})
+    anonymous.ids = client.ids  # type: ignore[attr-defined]
+    ids = client.ids  # type: ignore[attr-defined]
+    params = {"q": "matem", "page_size": 50}
+    first = await find(anonymous, **params)
+    assert set(names(anonymous, first)) == {"A1", "A2"}  # A3 is a draft
+    assert await find(anonymous, **params) == first and len(app.state.search_cache) > 0  # answered from the cache
+
+    assert (await client.post(f"/offerings/{ids['A3']}/publish")).status_code == 200
+    published = await find(anonymous, **params)
+    assert set(names(anonymous, published)) == {"A1", "A2", "A3"} and published["total"] == 3
+    assert published["facets"]["provider"] == [{"value": "sakky", "count": 3}]
+
+    changed = await client.patch(f"/offerings/{ids['A1']}", json={"max_participants": 7, "member_price": "12.50"})
+    assert changed.status_code == 200, changed.text
+    edited = by_name(anonymous, await find(anonymous, **params))["A1"]
+    assert (edited["max_participants"], edited["member_price"]) == (7, "12.50")
+    cheapest = await find(anonymous, **params, sort="price")
+    assert names(anonymous, cheapest)[0] == "A1"
+
+    assert (await client.post(f"/offerings/{ids['A2']}/cancel")).status_code == 200
+    after = by_name(anonymous, await find(anonymous, **params))
+    assert after["A2"]["status"] == "cancelled"
+    assert set(names(anonymous, await find(anonymous, **params, status="published"))) == {"A1", "A3"}
+
+    renamed = await client.patch(f"/courses/{after['A1']['course_id']}", json={"titles": {"fi": "Algebra"}})
+    assert renamed.status_code == 200, renamed.text
+    titles = by_name(anonymous, await find(anonymous, **params))
+    assert {item["titles"]["fi"] for item in titles.values()} == {"Algebra"}
+    assert (await find(anonymous, q="algebra"))["total"] == 3
+    await anonymous.aclose()
+
+
+async def test_another_api_process_sees_a_change_at_once(engine: AsyncEngine, client: httpx.AsyncClient) -> None:
+    """Split mode: the change goes through one API process, the search through another whose cache holds the
+    answer from before; it reads the index generation from the database, so it answers anew."""
+    ids = client.ids  # type: ignore[attr-defined]
+    async with client_of(api_process(engine), {}) as other:
+        other.ids = ids  # type: ignore[attr-defined]
+        before = await find(other, subject="mathematics")
+        assert set(names(other, before)) == {"A1", "A2"}
+        assert await find(other, subject="mathematics") == before
+        assert (await client.post(f"/offerings/{ids['A3']}/publish")).status_code == 200
+        assert set(names(other, await find(other, subject="mathematics"))) == {"A1", "A2", "A3"}
+        assert (await client.post(f"/offerings/{ids['A1']}/cancel")).status_code == 200
+        cancelled = by_name(other, await find(other, subject="mathematics"))
+        assert cancelled["A1"]["status"] == "cancelled"
+        moved = await client.patch("/institutions/sakky", json={"region": "Lappi"})
+        assert moved.status_code == 200, moved.text
+        regions = await find(other, subject="mathematics")
+        assert {item["region"] for item in regions["items"]} == {"Lappi"}
+        assert regions["facets"]["region"] == [{"value": "Lappi", "count": 3}]
+
+
+async def test_cached_answers_are_kept_apart_by_what_the_caller_may_see(client: httpx.AsyncClient) -> None:
+    """The same search by the network admin, the provider's staff, another provider's staff and an anonymous
+    caller, twice in turns through one API process: the draft A3 only for those who may see it."""
+    app = client._transport.app  # type: ignore[attr-defined]
+    callers = {
+        "admin": (ADMIN, {"A1", "A2", "A3"}),
+        "sakky staff": (bearer("provider_staff", "sakky"), {"A1", "A2", "A3"}),
+        "kao staff": (bearer("provider_staff", "kao"), {"A1", "A2"}),
+        "anonymous": ({}, {"A1", "A2"}),
+    }
+    for _round in range(2):
+        for who, (headers, expected) in callers.items():
+            async with client_of(app, headers) as caller:
+                caller.ids = client.ids  # type: ignore[attr-defined]
+                result = await find(caller, subject="mathematics")
+                assert set(names(caller, result)) == expected and result["total"] == len(expected), who
+                assert result["facets"]["subject"] == [{"value": "mathematics", "count": len(expected)}], who
+
+
+def test_the_answer_cache_holds_one_generation_within_its_bounds() -> None:
+    cache = AnswerCache(entries=3, max_bytes=10)
+    cache.put("db", 5, "a", b"aaa")
+    cache.put("db", 5, "b", b"bbb")
+    assert cache.get("db", 5, "a") == b"aaa" and cache.get("db", 6, "a") is None and cache.get("other", 5, "a") is None
+    cache.put("db", 5, "c", b"ccccc")  # 11 bytes in all: the least recently used answer goes
+    assert cache.get("db", 5, "b") is None and len(cache) == 2
+    cache.put("db", 4, "d", b"d")  # asked before a change committed: neither kept nor served
+    assert cache.get("db", 4, "d") is None and cache.get("db", 5, "a") == b"aaa"
+    cache.put("db", 6, "e", b"e")  # a newer generation: everything older is gone
+    assert len(cache) == 1 and cache.get("db", 5, "a") is None and cache.get("db", 6, "e") == b"e"
+    cache.put("db", 6, "big", b"x" * 11)
+    assert cache.get("db", 6, "big") is None
+
+
+async def test_a_large_import_refreshes_the_planner_statistics_on_postgresql(engine: AsyncEngine, db_kind: str) -> None:
+    """After an import of ANALYZE_FROM_ROWS offerings or more, PostgreSQL knows how many rows the search tables
+    hold (the import ran ANALYZE after committing), so the first searches get the plans of a full catalogue."""
+    start = TODAY + timedelta(days=30)
+    header = "external_id,code,title_fi,description_fi,subject,level,credits,languages,delivery_mode,"
+    header += "start_date,end_date,enrolment_opens,enrolment_closes,max_participants,publish\n"
+    lines = [
+        f"X{i},K{i % 40},Kurssi {i % 40},Kuvaus {i % 40},mathematics,upper_secondary,2.0,fi,online_self_paced,"
+        f"{start},{start + timedelta(days=60)},{TODAY},{start - timedelta(days=5)},20,true\n"
+        for i in range(imports.ANALYZE_FROM_ROWS + 20)
+    ]
+    async with catalogue_client(engine) as admin:
+        await institution(admin, "sakky")
+        response = await admin.post(
+            "/imports",
+            params={"provider_id": "sakky"},
+            content=(header + "".join(lines)).encode(),
+            headers={"content-type": "text/csv"},
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["created"] == len(lines)
+        assert (await find(admin, q="kurssi"))["total"] == len(lines)
+    if db_kind != "postgres":
+        return
+    planned = sa.text("SELECT relname, reltuples FROM pg_class WHERE relname IN ('offering_search', 'course_terms')")
+    async with engine.connect() as conn:
+        sizes: dict[str, float] = {name: tuples for name, tuples in (await conn.execute(planned)).all()}
+    assert sizes["offering_search"] == len(lines) and sizes["course_terms"] >= 40
 
 
 @pytest.mark.parametrize(

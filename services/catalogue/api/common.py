@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import Depends, Header, Request
+from fastapi import Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -14,12 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from services.catalogue.tables import audit_log, idempotency_keys
 from shared import audit
 from shared.auth import Principal
-from shared.http import Page
+from shared.http import PageDep as PageDep
 from shared.idempotency import run_once, scoped_key
 from shared.service import EngineDep
 
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
-PageDep = Annotated[Page, Depends()]
 
 
 async def record(conn: AsyncConnection, caller: Principal, action: str, target_id: str | None) -> None:

@@ -129,5 +129,7 @@ async def import_csv(
         return JSONResponse(body)
     fingerprint = {"sha256": hashlib.sha256(data).hexdigest(), "provider_id": provider_id}
     scoped = scoped_key(f"{request.method} {request.url.path}", caller.subject, key)
-    status, body, _replayed = await run_once(engine, idempotency_keys, scoped, fingerprint, work)
+    status, body, replayed = await run_once(engine, idempotency_keys, scoped, fingerprint, work)
+    if not replayed and status == 200 and body["created"] + body["updated"] >= imports.ANALYZE_FROM_ROWS:
+        await imports.analyze_search_tables(engine)
     return JSONResponse(body, status_code=status)

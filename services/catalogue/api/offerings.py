@@ -8,8 +8,8 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse
-from sqlalchemy.ext.asyncio import AsyncConnection
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.catalogue import domain, handlers, search, views
 from services.catalogue.api.access import (
@@ -21,11 +21,11 @@ from services.catalogue.api.access import (
     draft_providers,
     sees_drafts_of,
 )
-from services.catalogue.api.common import IdempotencyKey, PageDep, audited, create_once
+from services.catalogue.api.common import IdempotencyKey, audited, create_once
 from services.catalogue.api.models import CancelBody, Language, OfferingCreate, OfferingPatch, OfferingRead, SearchPage
 from shared.auth import Principal
 from shared.errors import Invalid, NotFound
-from shared.http import correlation_id, problem_responses
+from shared.http import PageDep, correlation_id, problem_responses
 from shared.service import EngineDep
 
 router = APIRouter(tags=["offerings"])
@@ -66,7 +66,6 @@ async def create_offering(
 @router.get("/offerings", response_model=SearchPage, responses=problem_responses(401), openapi_extra=OPTIONAL_TOKEN)
 async def search_offerings(
     request: Request,
-    engine: EngineDep,
     page: PageDep,
     caller: MaybeCaller,
     q: Annotated[str | None, Query(max_length=200, description="words in titles, descriptions, code")] = None,
@@ -85,7 +84,7 @@ async def search_offerings(
         Literal["start_date", "-start_date", "title", "price", "relevance"],
         Query(description="`relevance` ranks by the words of `q` (without `q`: by start date)"),
     ] = "start_date",
-) -> dict[str, Any]:
+) -> Response:
     """Search the catalogue: words (prefixes, any case and accents) over titles and descriptions in fi/sv/en and
     the course code, with facets; paginated, with facet counts.
 
@@ -110,12 +109,19 @@ async def search_offerings(
         sort=sort,
         drafts_of=draft_providers(caller),
     )
+    state = request.app.state
+    engine: AsyncEngine = state.engine  # not EngineDep: a plain function dependency also runs in a worker thread
     async with engine.connect() as conn:
-        cache = getattr(request.app.state, "facet_cache", None)
-        found = await search.search(conn, criteria, offset=page.offset, limit=page.page_size, cache=cache)
-        items = await views.offerings_by_ids(conn, found.offering_ids)
-    listing = {"total": found.total, "page": page.page, "page_size": page.page_size, "items": items}
-    return {**listing, "facets": found.facets}
+        body = await views.search_answer(
+            conn,
+            criteria,
+            page=page.page,
+            page_size=page.page_size,
+            facets=getattr(state, "facet_cache", None),
+            answers=getattr(state, "search_cache", None),
+        )
+    # Already the JSON of SearchPage (response_model stays for the OpenAPI schema): no second validation.
+    return Response(body, media_type="application/json")
 
 
 @router.get(

@@ -23,9 +23,13 @@ async def next_generation(conn: AsyncConnection) -> None:
         await conn.execute(insert_ignoring_duplicates(conn, search_state, {"id": 1, "generation": 1}))
 
 
+_GENERATION = sa.select(search_state.c.generation).where(search_state.c.id == 1)
+
+
 async def generation(conn: AsyncConnection) -> int:
-    """The index generation: it changes with every committed change to the index."""
-    value = (await conn.execute(sa.select(search_state.c.generation).where(search_state.c.id == 1))).scalar()
+    """The index generation: it changes with every committed change to the index. Read for every search that
+    may be answered from a cache (one primary-key read of a prebuilt statement)."""
+    value = (await conn.execute(_GENERATION)).scalar()
     return int(value or 0)
 
 

@@ -1,7 +1,13 @@
-"""Answering a search: matching, facet counts (cached per index generation), sorting, one page of ids."""
+"""Answering a search: matching, facet counts (cached per index generation), sorting, one page of ids.
+
+The statements are built once per *shape* of a search (which filters it has, how many words, which sort)
+with bound parameters, so a search only binds its values: building and compiling them anew for every
+request cost more CPU than SQLite spent running them.
+"""
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass, replace
@@ -48,19 +54,76 @@ class Found:
     facets: dict[str, list[dict[str, Any]]]
 
 
-def _term_range(term: str) -> sa.ColumnElement[bool]:
-    """Words starting with `term`; a single letter matches only that very word."""
-    if len(term) < 2:
-        return course_terms.c.term == term
-    low, high = prefix_bounds(term)
-    return sa.and_(course_terms.c.term >= low, course_terms.c.term < high)
+# Criteria fields compared for equality, with the offering_search column each one filters.
+EQUAL = {
+    "subject": "subject",
+    "level": "level",
+    "delivery_mode": "delivery_mode",
+    "provider": "provider_id",
+    "region": "region",
+    "academic_year": "academic_year",
+    "status": "status",
+}
 
 
-def _scores(term: str) -> sa.Select[Any]:
-    """Courses with a word starting with `term`, each with its best weight (+1 for the exact word)."""
+@dataclass(frozen=True)
+class Shape:
+    """What decides a search's SQL, apart from the values bound into it."""
+
+    prefixes: tuple[bool, ...]  # per word: True for a prefix (two letters or more), False for that very word
+    equal: tuple[str, ...]  # the EQUAL fields given
+    language: bool
+    open_on: bool
+    drafts: str  # "all" (the network admin), "none" (the public catalogue) or "some" (a provider's staff)
+    min_price: bool
+    max_price: bool
+
+
+def plan(criteria: Criteria, terms: list[str]) -> tuple[Shape, dict[str, Any]]:
+    """The shape of a search and the values to bind into its statements."""
+    params: dict[str, Any] = {}
+    for i, term in enumerate(terms):
+        if len(term) < 2:
+            params[f"w{i}"] = term
+        else:
+            params[f"w{i}"], params[f"w{i}_high"] = prefix_bounds(term)
+    equal = tuple(name for name in EQUAL if getattr(criteria, name) is not None)
+    params.update((f"f_{name}", getattr(criteria, name)) for name in equal)
+    if criteria.language:
+        params["f_language"] = criteria.language
+    if criteria.open_on:
+        params["f_open_on"] = criteria.open_on
+    drafts = "all" if criteria.drafts_of is None else "some" if criteria.drafts_of else "none"
+    if drafts == "some":
+        params["f_drafts_of"] = list(criteria.drafts_of or ())
+    for name in ("min_price", "max_price"):
+        if getattr(criteria, name) is not None:
+            params[f"f_{name}"] = getattr(criteria, name)
+    shape = Shape(
+        prefixes=tuple(len(term) >= 2 for term in terms),
+        equal=equal,
+        language=bool(criteria.language),
+        open_on=bool(criteria.open_on),
+        drafts=drafts,
+        min_price=criteria.min_price is not None,
+        max_price=criteria.max_price is not None,
+    )
+    return shape, params
+
+
+def _term_range(i: int, prefix: bool) -> sa.ColumnElement[bool]:
+    """Words starting with word `i` of the query; a single letter matches only that very word."""
     t = course_terms.c
-    score = sa.func.max(t.weight + sa.case((t.term == term, 1), else_=0)).label("score")
-    return sa.select(t.course_id, score).where(_term_range(term)).group_by(t.course_id)
+    if not prefix:
+        return t.term == sa.bindparam(f"w{i}")
+    return sa.and_(t.term >= sa.bindparam(f"w{i}"), t.term < sa.bindparam(f"w{i}_high"))
+
+
+def _scores(i: int, prefix: bool) -> sa.Select[Any]:
+    """Courses with a word starting with word `i`, each with its best weight (+1 for the exact word)."""
+    t = course_terms.c
+    score = sa.func.max(t.weight + sa.case((t.term == sa.bindparam(f"w{i}"), 1), else_=0)).label("score")
+    return sa.select(t.course_id, score).where(_term_range(i, prefix)).group_by(t.course_id)
 
 
 def _order(sort: str, score: sa.ColumnElement[Any] | None) -> list[sa.ColumnElement[Any]]:
@@ -81,34 +144,28 @@ def _order(sort: str, score: sa.ColumnElement[Any] | None) -> list[sa.ColumnElem
 DENSE = 1000
 
 
-def _conditions(criteria: Criteria, terms: list[str], *, dense: bool = False) -> list[sa.ColumnElement[bool]]:
+def _conditions(shape: Shape, *, words: bool = True, dense: bool = False) -> list[sa.ColumnElement[bool]]:
     d = offering_search.c
     course: sa.ColumnElement[Any] = sa.literal_column("+offering_search.course_id") if dense else d.course_id
     where: list[sa.ColumnElement[bool]] = []
-    for term in terms:
-        where.append(course.in_(sa.select(course_terms.c.course_id).where(_term_range(term))))
-    equal = {
-        d.subject: criteria.subject,
-        d.level: criteria.level,
-        d.delivery_mode: criteria.delivery_mode,
-        d.provider_id: criteria.provider,
-        d.region: criteria.region,
-        d.academic_year: criteria.academic_year,
-        d.status: criteria.status,
-    }
-    where += [column == value for column, value in equal.items() if value is not None]
-    if criteria.language:
-        where.append(d.languages.contains(criteria.language))
-    if criteria.open_on:
-        where += [d.status == "published", d.enrolment_opens <= criteria.open_on]
-        where.append(d.enrolment_closes >= criteria.open_on)
-    if criteria.drafts_of is not None:
+    if words:
+        for i, prefix in enumerate(shape.prefixes):
+            where.append(course.in_(sa.select(course_terms.c.course_id).where(_term_range(i, prefix))))
+    where += [d[EQUAL[name]] == sa.bindparam(f"f_{name}") for name in shape.equal]
+    if shape.language:
+        where.append(d.languages.contains(sa.bindparam("f_language")))
+    if shape.open_on:
+        where += [d.status == "published", d.enrolment_opens <= sa.bindparam("f_open_on")]
+        where.append(d.enrolment_closes >= sa.bindparam("f_open_on"))
+    if shape.drafts != "all":
         public: sa.ColumnElement[bool] = d.status != "draft"
-        where.append(sa.or_(public, d.provider_id.in_(criteria.drafts_of)) if criteria.drafts_of else public)
-    if criteria.min_price is not None:
-        where.append(d.member_price >= criteria.min_price)
-    if criteria.max_price is not None:
-        where.append(d.member_price <= criteria.max_price)
+        if shape.drafts == "some":
+            public = sa.or_(public, d.provider_id.in_(sa.bindparam("f_drafts_of", expanding=True)))
+        where.append(public)
+    if shape.min_price:
+        where.append(d.member_price >= sa.bindparam("f_min_price"))
+    if shape.max_price:
+        where.append(d.member_price <= sa.bindparam("f_max_price"))
     return where
 
 
@@ -121,13 +178,14 @@ FACET_COLUMNS = {
 }
 
 
-def _facet_query(where: list[sa.ColumnElement[bool]]) -> sa.CompoundSelect[Any]:
+@functools.lru_cache(maxsize=256)
+def _facet_query(shape: Shape) -> sa.CompoundSelect[Any]:
     """Total and facet counts in one statement: the hits are grouped once by their combination of facet
     values (a few hundred rows at most, since they are all fixed per course), and each facet is summed
     from those rows. Every facet counts with all filters applied."""
     d = offering_search.c
     columns = (d.subject, d.level, d.languages, d.delivery_mode, d.provider_id, d.region)
-    combos = sa.select(*columns, sa.func.count().label("n")).where(*where).group_by(*columns).cte("combos")
+    combos = sa.select(*columns, sa.func.count().label("n")).where(*_conditions(shape)).group_by(*columns).cte("combos")
     c = combos.c
 
     def named(text: str) -> sa.ColumnElement[Any]:
@@ -141,6 +199,24 @@ def _facet_query(where: list[sa.ColumnElement[bool]]) -> sa.CompoundSelect[Any]:
             sa.select(named("language"), named(language), sa.func.sum(c.n)).where(c.languages.contains(language))
         )
     return sa.union_all(*parts)
+
+
+@functools.lru_cache(maxsize=512)
+def page_query(shape: Shape, sort: str, dense: bool) -> sa.Select[Any]:
+    """The ids of one page of the match (`limit` and `offset` bound), in the order asked for."""
+    d = offering_search
+    score: sa.ColumnElement[Any] | None = None
+    if sort == "relevance" and shape.prefixes:
+        # The joins below keep only matching courses: the IN conditions would repeat that work.
+        page = sa.select(d.c.offering_id).where(*_conditions(shape, words=False))
+        for i, prefix in enumerate(shape.prefixes):
+            scored = _scores(i, prefix).subquery(f"s{i}")
+            page = page.join_from(d, scored, scored.c.course_id == d.c.course_id)
+            score = scored.c.score if score is None else score + scored.c.score
+    else:
+        page = sa.select(d.c.offering_id).where(*_conditions(shape, dense=dense))
+    limit, offset = sa.bindparam("limit", type_=sa.Integer), sa.bindparam("offset", type_=sa.Integer)
+    return page.order_by(*_order(sort, score)).limit(limit).offset(offset)
 
 
 class FacetCache:
@@ -166,13 +242,16 @@ class FacetCache:
         while len(self._entries) > self.size:
             self._entries.popitem(last=False)
 
+    def clear(self) -> None:
+        self._entries.clear()
+
 
 async def _count(
-    conn: AsyncConnection, where: list[sa.ColumnElement[bool]]
+    conn: AsyncConnection, shape: Shape, params: dict[str, Any]
 ) -> tuple[int, dict[str, list[dict[str, Any]]]]:
     total = 0
     counts: dict[str, list[dict[str, Any]]] = {name: [] for name in FACETS}
-    for facet, value, n in (await conn.execute(_facet_query(where))).all():
+    for facet, value, n in (await conn.execute(_facet_query(shape), params)).all():
         if facet == "total":
             total = int(n or 0)
         elif value is not None and n:
@@ -183,35 +262,34 @@ async def _count(
 
 
 async def search(
-    conn: AsyncConnection, criteria: Criteria, *, offset: int, limit: int, cache: FacetCache | None = None
+    conn: AsyncConnection,
+    criteria: Criteria,
+    *,
+    offset: int,
+    limit: int,
+    cache: FacetCache | None = None,
+    index_generation: int | None = None,
 ) -> Found:
-    """One page of matching offering ids, the total, and facet counts for the whole match."""
+    """One page of matching offering ids, the total, and facet counts for the whole match.
+
+    `index_generation`, if the caller has read it already, saves reading it again for the cache."""
     terms = query_terms(criteria.q)
-    where = _conditions(criteria, terms)
+    shape, params = plan(criteria, terms)
     key: Hashable = None
     counted = None
     if cache is not None:
-        key = (str(conn.engine.url), await generation(conn), tuple(terms), replace(criteria, q=None, sort=""))
+        if index_generation is None:
+            index_generation = await generation(conn)
+        key = (conn.engine.url, index_generation, tuple(terms), replace(criteria, q=None, sort=""))
         counted = cache.get(key)
     if counted is None:
-        counted = await _count(conn, where)
+        counted = await _count(conn, shape, params)
         if cache is not None:
             cache.put(key, counted)
     total, facets = counted
     if offset >= total:
         return Found(total, [], facets)
-
-    d = offering_search
-    score: sa.ColumnElement[Any] | None = None
-    if terms and total > DENSE and conn.dialect.name == "sqlite":
-        where = _conditions(criteria, terms, dense=True)
-    page = sa.select(d.c.offering_id).where(*where)
-    if criteria.sort == "relevance" and terms:
-        # The joins below keep only matching courses: the IN conditions would repeat that work.
-        page = sa.select(d.c.offering_id).where(*_conditions(criteria, []))
-        for i, term in enumerate(terms):
-            scored = _scores(term).subquery(f"s{i}")
-            page = page.join_from(d, scored, scored.c.course_id == d.c.course_id)
-            score = scored.c.score if score is None else score + scored.c.score
-    ids = (await conn.execute(page.order_by(*_order(criteria.sort, score)).offset(offset).limit(limit))).scalars()
+    dense = bool(terms) and total > DENSE and conn.dialect.name == "sqlite"
+    page = page_query(shape, criteria.sort, dense)
+    ids = (await conn.execute(page, {**params, "limit": limit, "offset": offset})).scalars()
     return Found(total, list(ids), facets)
