@@ -17,18 +17,18 @@ home institution); the scope is applied in the query, so JSON, CSV and XLSX carr
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.reporting import export, views
+from services.reporting.cache import ResponseCache
 from shared.auth import Principal, Role, require
 from shared.errors import Forbidden, NotFound
-from shared.http import Page, problem_responses
-from shared.service import EngineDep
+from shared.http import Page, PageDep, problem_responses
 
 router = APIRouter(tags=["reports"])
 
@@ -55,17 +55,29 @@ AcceptHeader = Annotated[str | None, Header(alias="Accept")]
 class Output:
     """Format negotiation and pagination shared by every report route."""
 
-    def __init__(
-        self,
-        page: Annotated[Page, Depends()],
-        format_param: FormatParam = None,
-        accept: AcceptHeader = None,
-    ) -> None:
+    def __init__(self, page: Page, format_param: str | None, accept: str | None) -> None:
         self.format = export.choose_format(format_param, accept)
         self.page: Page | None = page if self.format == "json" else None
 
 
-OutputDep = Annotated[Output, Depends()]
+async def output(page: PageDep, format_param: FormatParam = None, accept: AcceptHeader = None) -> Output:
+    """Async (not the class itself as the dependency), so FastAPI does not call it in a worker thread."""
+    return Output(page, format_param, accept)
+
+
+OutputDep = Annotated[Output, Depends(output)]
+
+
+def get_cache(request: Request) -> ResponseCache:
+    """The app's response cache, for the engine it serves (tests swap `app.state.engine`)."""
+    state = request.app.state
+    cache: ResponseCache | None = getattr(state, "report_cache", None)
+    if cache is None or cache.engine is not state.engine:
+        cache = state.report_cache = ResponseCache(state.engine)
+    return cache
+
+
+CacheDep = Annotated[ResponseCache, Depends(get_cache)]
 
 
 def institution_scope(caller: Principal) -> str | None:
@@ -78,17 +90,22 @@ def institution_scope(caller: Principal) -> str | None:
 
 
 async def _answer(
-    engine: Any, output: Output, build: Callable[[AsyncConnection, Page | None], Awaitable[export.Report]]
+    cache: ResponseCache,
+    output: Output,
+    key: Hashable,
+    build: Callable[[AsyncConnection, Page | None], Awaitable[export.Report]],
 ) -> Response:
-    async with engine.connect() as conn:
-        report = await build(conn, output.page)
-    return export.render(report, output.format)
+    """The report from the cache while the read models are unchanged; `key` names everything it depends on."""
+    page = output.page
+    page_key = None if page is None else (page.page, page.page_size)
+    answer = await cache.answer((key, page_key), output.format, lambda conn: build(conn, page))
+    return answer.response()
 
 
 @router.get("/participants", responses=REPORT, response_class=Response)
 async def participants(
     caller: Participants,
-    engine: EngineDep,
+    cache: CacheDep,
     output: OutputDep,
     academic_year: Year = None,
     provider: Id = None,
@@ -107,15 +124,16 @@ async def participants(
         academic_year=academic_year, provider=provider, offering_id=offering_id, home_institution=home_institution
     )
     scope = institution_scope(caller)
+    key = ("participants", filters, group_by, scope)
     return await _answer(
-        engine, output, lambda conn, page: views.participants(conn, filters, group_by, page, scope=scope)
+        cache, output, key, lambda conn, page: views.participants(conn, filters, group_by, page, scope=scope)
     )
 
 
 @router.get("/completions", responses=REPORT, response_class=Response)
 async def completions(
     caller: Completions,
-    engine: EngineDep,
+    cache: CacheDep,
     output: OutputDep,
     academic_year: Year = None,
     provider: Id = None,
@@ -139,15 +157,16 @@ async def completions(
         subject=subject,
     )
     scope = institution_scope(caller)
+    key = ("completions", filters, group_by, scope)
     return await _answer(
-        engine, output, lambda conn, page: views.completions(conn, filters, group_by, page, scope=scope)
+        cache, output, key, lambda conn, page: views.completions(conn, filters, group_by, page, scope=scope)
     )
 
 
 @router.get("/billing", responses=REPORT, response_class=Response)
 async def billing(
     caller: Billing,
-    engine: EngineDep,
+    cache: CacheDep,
     output: OutputDep,
     academic_year: Year = None,
     institution: Id = None,
@@ -161,9 +180,11 @@ async def billing(
     """
     filters = views.Filters(academic_year=academic_year)
     scope = institution_scope(caller)
+    key = ("billing", filters, institution, period_start, period_end, scope)
     return await _answer(
-        engine,
+        cache,
         output,
+        key,
         lambda conn, page: views.billing(conn, filters, institution, period_start, period_end, page, scope=scope),
     )
 
@@ -171,7 +192,7 @@ async def billing(
 @router.get("/supply-demand", responses=REPORT, response_class=Response)
 async def supply_demand(
     _caller: SupplyDemand,
-    engine: EngineDep,
+    cache: CacheDep,
     output: OutputDep,
     academic_year: Year = None,
     subject: Id = None,
@@ -191,14 +212,15 @@ async def supply_demand(
     filters = views.Filters(
         academic_year=academic_year, subject=subject, level=level, region=region, provider=provider, period=period
     )
-    return await _answer(engine, output, lambda conn, page: views.supply_demand(conn, filters, group_by, page))
+    key = ("supply-demand", filters, group_by)
+    return await _answer(cache, output, key, lambda conn, page: views.supply_demand(conn, filters, group_by, page))
 
 
 @router.get("/follow-up/{institution_id}", responses=HIDDEN_REPORT, response_class=Response)
 async def follow_up(
     caller: FollowUp,
     institution_id: str,
-    engine: EngineDep,
+    cache: CacheDep,
     output: OutputDep,
     academic_year: Year = None,
     provider: Id = None,
@@ -212,4 +234,5 @@ async def follow_up(
     if not caller.acts_for(institution_id):
         raise NotFound(f"No follow-up report of institution {institution_id!r} is visible to you.")
     filters = views.Filters(academic_year=academic_year, provider=provider)
-    return await _answer(engine, output, lambda conn, page: views.follow_up(conn, institution_id, filters, page))
+    key = ("follow-up", institution_id, filters)
+    return await _answer(cache, output, key, lambda conn, page: views.follow_up(conn, institution_id, filters, page))

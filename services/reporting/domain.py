@@ -155,6 +155,9 @@ BILLING_COUNTERS = (
     "voided_cents",
 )
 
+DOCUMENT_COUNTERS = ("invoice_count", "invoiced_cents", "credit_note_count", "credited_cents")
+"""Columns of `document_counts`: invoices and credit notes issued, and their totals in cents."""
+
 
 @dataclass(frozen=True)
 class CommitmentState:

@@ -163,12 +163,28 @@ def to_xlsx(report: Report) -> bytes:
     return out.getvalue()
 
 
-def render(report: Report, fmt: Format) -> Response:
+@dataclass(frozen=True)
+class Rendered:
+    """A report in one format: what the HTTP answer carries (and what the response cache keeps)."""
+
+    content: bytes
+    media_type: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def response(self) -> Response:
+        return Response(self.content, media_type=self.media_type, headers=dict(self.headers))
+
+
+def rendered(report: Report, fmt: Format) -> Rendered:
     if fmt == "json":
-        return Response(orjson.dumps(report.body), media_type="application/json")
+        return Rendered(orjson.dumps(report.body), "application/json")
     if fmt == "csv":
         content, media_type, ext = to_csv(report), f"{CSV}; charset=utf-8", "csv"
     else:
         content, media_type, ext = to_xlsx(report), XLSX, "xlsx"
     disposition = f'attachment; filename="{report.filename_stem}.{ext}"'
-    return Response(content, media_type=media_type, headers={"Content-Disposition": disposition})
+    return Rendered(content, media_type, {"Content-Disposition": disposition})
+
+
+def render(report: Report, fmt: Format) -> Response:
+    return rendered(report, fmt).response()

@@ -4,12 +4,17 @@ Each projection is idempotent (the consumer's inbox; and the `sequence` rule bel
 rebuilds may run it again) and order-proof: an event whose `sequence` is not newer than what a state
 row holds changes nothing, and counters move only by the difference between an aggregate's old and
 new contribution (`domain.*_contribution`), i.e. only when its state actually changes.
+
+Within a transaction (a consumer batch), the event-store rows and the counter deltas are kept back and
+written as it commits, one statement per table with the deltas summed per row; the state rows are
+written at once (their upsert says whether anything changed). See `_write_pending`.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -22,6 +27,7 @@ from services.reporting.tables import (
     billing_counts,
     commitment_states,
     credit_notes,
+    document_counts,
     enrolment_states,
     event_store,
     home_provider_counts,
@@ -30,6 +36,7 @@ from services.reporting.tables import (
     offering_counts,
     offering_home_counts,
     offerings,
+    read_model_generation,
 )
 from shared.db import insert_if_absent, upsert_if_newer
 from shared.events import (
@@ -74,9 +81,8 @@ def _add_statement(dialect: Any, table: sa.Table) -> sa.Insert:
     )
 
 
-async def store_event(conn: AsyncConnection, event: Envelope) -> bool:
-    """Append the event to the event store; False if it is there already."""
-    row = {
+def _event_row(event: Envelope) -> dict[str, Any]:
+    return {
         "event_id": event.id,
         "type": event.type,
         "subject": event.subject,
@@ -84,17 +90,137 @@ async def store_event(conn: AsyncConnection, event: Envelope) -> bool:
         "time": event.time,
         "envelope": event.to_json(),
     }
-    return await insert_if_absent(conn, event_store, row)
+
+
+async def store_event(conn: AsyncConnection, event: Envelope) -> bool:
+    """Append the event to the event store; False if it is there already."""
+    return await insert_if_absent(conn, event_store, _event_row(event))
+
+
+STORED_LIMITS = {name: getattr(event_store.c[name].type, "length", None) for name in ("event_id", "type", "subject")}
+MAX_SEQUENCE = 2**31 - 1
+
+
+async def store_event_at_commit(conn: AsyncConnection, event: Envelope) -> None:
+    """`store_event`, but inside a transaction the row joins the others of the batch, all written in one
+    statement as it commits (see `add_to_counters`).
+
+    PostgreSQL would refuse a value longer than its column at that commit, failing the whole batch again
+    and again; it is refused here instead, failing this message alone, as a direct insert would.
+    """
+    pending = _pending(conn)
+    if pending is None:
+        await store_event(conn, event)
+        return
+    row = _event_row(event)
+    if conn.dialect.name == "postgresql":
+        too_long = [name for name, limit in STORED_LIMITS.items() if limit is not None and len(row[name]) > limit]
+        if too_long or row["sequence"] > MAX_SEQUENCE:
+            raise ValueError(f"event {event.id!r} does not fit the event store: {too_long or ['sequence']}")
+    pending.events.append(row)
+
+
+PENDING = "tarjotin.reporting.pending_writes"
+
+
+@dataclass
+class _Pending:
+    """Writes of one transaction kept until it commits: event-store rows, counter deltas summed per row, and
+    whether to raise the read models' generation."""
+
+    transaction: Any
+    raise_generation: bool = False
+    events: list[dict[str, Any]] = field(default_factory=list)
+    counters: dict[sa.Table, dict[tuple[Any, ...], dict[str, Any]]] = field(default_factory=dict)
+
+
+def _pending(conn: AsyncConnection) -> _Pending | None:
+    """This transaction's pending writes; None where they must be written at once: outside a transaction,
+    or inside a savepoint (one message at a time, after a handler failed), whose rollback must take them."""
+    sync = conn.sync_connection
+    assert sync is not None
+    transaction = sync.get_transaction()
+    if transaction is None or sync.in_nested_transaction():
+        return None
+    pending: _Pending | None = sync.info.get(PENDING)
+    if pending is None or pending.transaction is not transaction:
+        pending = sync.info[PENDING] = _Pending(transaction)
+        if not sa.event.contains(sync.engine, "commit", _write_pending):
+            sa.event.listen(sync.engine, "commit", _write_pending)
+    return pending
 
 
 async def add_to_counters(
     conn: AsyncConnection, table: sa.Table, key: Mapping[str, Any], delta: Mapping[str, int]
 ) -> None:
-    """Add `delta` to the counter row `key` (created at zero if missing), in one atomic statement."""
+    """Add `delta` to the counter row `key` (created at zero if missing).
+
+    Inside a transaction (a consumer batch, a rebuild) the deltas are summed per row and written as the
+    transaction commits, one statement per table (`_write_pending`): a batch of events moving the same
+    rows pays for each row once.
+    """
     if not any(delta.values()):
         return
-    params = {**key, **{name: delta.get(name, 0) for name in _counter_columns(table) if name not in key}}
-    await conn.execute(_add_statement(_dialect(conn), table), params)
+    pending = _pending(conn)
+    if pending is None:
+        params = {**key, **{name: delta.get(name, 0) for name in _counter_columns(table) if name not in key}}
+        await conn.execute(_add_statement(_dialect(conn), table), params)
+        return
+    rows = pending.counters.setdefault(table, {})
+    row_key = tuple(key.values())
+    row = rows.get(row_key)
+    if row is None:
+        row = rows[row_key] = {**key, **{name: 0 for name in _counter_columns(table) if name not in key}}
+    for name, value in delta.items():
+        row[name] += value
+
+
+@functools.cache
+def _store_statement(dialect: Any) -> sa.Insert:
+    return dialect.insert(event_store).on_conflict_do_nothing(index_elements=["event_id"])
+
+
+def _write_pending(sync: sa.Connection) -> None:
+    """Before a transaction commits (SQLAlchemy's `commit` event, still inside it): write what it kept back.
+
+    Counter rows in key order, so that competing consumers on PostgreSQL lock them in the same order.
+    """
+    pending = sync.info.pop(PENDING, None)
+    if pending is None or pending.transaction is not sync.get_transaction():
+        return  # kept by a transaction that rolled back: dropped with it
+    dialect = postgresql if sync.dialect.name == "postgresql" else sqlite
+    if pending.events:
+        sync.execute(_store_statement(dialect), pending.events)
+    for table, rows in pending.counters.items():
+        sync.execute(_add_statement(dialect, table), [rows[key] for key in sorted(rows)])
+    if pending.raise_generation:  # last: the one row every batch writes stays locked the shortest time
+        sync.execute(RAISE_GENERATION)
+
+
+RAISE_GENERATION = (
+    read_model_generation.update()
+    .where(read_model_generation.c.id == 1)
+    .values(generation=read_model_generation.c.generation + 1)
+)
+
+
+async def raise_generation(conn: AsyncConnection) -> None:
+    """Mark the read models changed: the API's cached answers of older generations are no longer served."""
+    await conn.execute(RAISE_GENERATION)
+
+
+async def raise_generation_once(conn: AsyncConnection) -> None:
+    """`raise_generation`, once per transaction (a consumer batch) however many events it projects, as it
+    commits: the generation row is then locked (PostgreSQL) only for the commit, not the whole batch.
+
+    Inside a savepoint (the consumer's one-by-one mode after a handler failed) it runs at once, every time:
+    a savepoint rolled back would take the raise with it.
+    """
+    pending = _pending(conn)
+    if pending is None:
+        await raise_generation(conn)
+    else:
+        pending.raise_generation = True
 
 
 def _difference(new: Mapping[str, int], old: Mapping[str, int]) -> dict[str, int]:
@@ -300,7 +426,8 @@ async def project_invoice(conn: AsyncConnection, event: Envelope) -> None:
         "issued_at": event.time,
         "academic_year": domain.academic_year_of(event.time),
     }
-    await insert_if_absent(conn, invoices, row)
+    if await insert_if_absent(conn, invoices, row):
+        await _count_document(conn, row, {"invoice_count": 1, "invoiced_cents": domain.to_cents(data.total)})
 
 
 async def project_credit_note(conn: AsyncConnection, event: Envelope) -> None:
@@ -315,14 +442,22 @@ async def project_credit_note(conn: AsyncConnection, event: Envelope) -> None:
         "issued_at": event.time,
         "academic_year": domain.academic_year_of(event.time),
     }
-    await insert_if_absent(conn, credit_notes, row)
+    if await insert_if_absent(conn, credit_notes, row):
+        await _count_document(conn, row, {"credit_note_count": 1, "credited_cents": domain.to_cents(data.total)})
+
+
+async def _count_document(conn: AsyncConnection, row: Mapping[str, Any], delta: Mapping[str, int]) -> None:
+    """Documents never change: each counts once, when its row is first written."""
+    key = {name: row[name] for name in ("academic_year", "payee_id", "payer_id")}
+    await add_to_counters(conn, document_counts, key, delta)
 
 
 def recorder(projections: Mapping[str, Projection]) -> Projection:
     """The one handler of the reporting queue: store every event, then project it."""
 
     async def record(conn: AsyncConnection, event: Envelope) -> None:
-        await store_event(conn, event)
+        await raise_generation_once(conn)
+        await store_event_at_commit(conn, event)
         projection = projections.get(event.routing_key)
         if projection is not None:
             await projection(conn, event)

@@ -21,6 +21,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.reporting.consumers import PROJECTIONS
+from services.reporting.handlers import raise_generation
 from services.reporting.settings import Settings
 from services.reporting.tables import READ_MODELS, event_store, projection_state
 from shared.db import make_engine
@@ -83,6 +84,7 @@ async def rebuild_in(conn: AsyncConnection, batch_size: int = 1000) -> int:
     await clear_read_models(conn)
     events = await replay(conn, batch_size)
     await _mark(conn, events)
+    await raise_generation(conn)
     return events
 
 

@@ -7,12 +7,15 @@ Three kinds of read model (see docs/decisions/007-reporting-read-models.md):
 - counter rows keyed by report dimensions, moved by the projections whenever a state changes. Their
   size is bounded by the catalogue and the number of institutions, never by the number of enrolments:
   `offering_counts`, `offering_home_counts`, `home_provider_counts` (same enrolment counters at three
-  grains) and `billing_counts`.
+  grains), `billing_counts` (commitments) and `document_counts` (invoices and credit notes).
+
+`read_model_generation` is not a read model: the projections raise it in every transaction that may
+change a read model, so the API can keep answers until it moves (see `cache.py`).
 """
 
 import sqlalchemy as sa
 
-from services.reporting.domain import BILLING_COUNTERS, ENROLMENT_COUNTERS
+from services.reporting.domain import BILLING_COUNTERS, DOCUMENT_COUNTERS, ENROLMENT_COUNTERS
 from shared.bus import add_inbox_table
 from shared.db import Cents, DecimalText, UTCDateTime
 
@@ -200,6 +203,26 @@ billing_counts = sa.Table(
     sa.Index("ix_billing_counts_payer", "payer_id", "academic_year"),
 )
 
+document_counts = sa.Table(
+    "document_counts",
+    metadata,
+    sa.Column("academic_year", sa.String(9), primary_key=True),
+    sa.Column("payee_id", sa.String(64), primary_key=True),
+    sa.Column("payer_id", sa.String(64), primary_key=True),
+    *_counters(DOCUMENT_COUNTERS),
+    sa.Index("ix_document_counts_payer", "payer_id", "academic_year"),
+)
+"""Invoices and credit notes per (year issued, payee, payer): the billing report without a period reads
+these instead of every document."""
+
+read_model_generation = sa.Table(
+    "read_model_generation",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("generation", sa.BigInteger, nullable=False),
+)
+"""One row (id 1), raised in the same transaction as every change to the read models."""
+
 ENROLMENT_COUNT_TABLES = (offering_counts, offering_home_counts, home_provider_counts)
 READ_MODELS = (
     institutions,
@@ -210,6 +233,7 @@ READ_MODELS = (
     credit_notes,
     *ENROLMENT_COUNT_TABLES,
     billing_counts,
+    document_counts,
     projection_state,
 )
 """Everything `rebuild` clears and projects again from `event_store`."""

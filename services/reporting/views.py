@@ -32,6 +32,7 @@ from services.reporting.export import Column, Report
 from services.reporting.tables import (
     billing_counts,
     credit_notes,
+    document_counts,
     enrolment_states,
     home_provider_counts,
     institutions,
@@ -133,12 +134,37 @@ def _counts(row: Any) -> dict[str, int]:
     return {name: int(mapping[name] or 0) for name in domain.ENROLMENT_COUNTERS}
 
 
-async def _scalar_int(conn: AsyncConnection, query: sa.Select[Any]) -> int:
-    return int((await conn.execute(query)).scalar_one() or 0)
+@dataclass(frozen=True)
+class _Page:
+    rows: Sequence[Any]
+    total: int
+    """Rows over every page."""
+    sums: dict[str, int]
+    """Each measure summed over every page's rows."""
 
 
-async def _count_rows(conn: AsyncConnection, query: sa.Select[Any]) -> int:
-    return await _scalar_int(conn, sa.select(sa.func.count()).select_from(query.order_by(None).subquery()))
+async def _page_and_sums(
+    conn: AsyncConnection, query: sa.Select[Any], page: Page | None, measures: Sequence[str]
+) -> _Page:
+    """One page of `query`, the number of its rows and the sums of its `measures` columns over every page,
+    in one statement: window functions over the whole result, which SQL computes before LIMIT/OFFSET.
+
+    Only a page past the end (no row to carry the windows) asks again, with one more statement.
+    """
+    selected = query.selected_columns
+    windowed = query.add_columns(
+        sa.func.count().over().label("_rows"), *(sa.func.sum(selected[m]).over().label(f"_sum_{m}") for m in measures)
+    )
+    rows = (await conn.execute(_paged(windowed, page))).all()
+    if rows:
+        first = rows[0]._mapping
+        return _Page(rows, int(first["_rows"]), {m: int(first[f"_sum_{m}"] or 0) for m in measures})
+    if page is None or page.offset == 0:
+        return _Page(rows, 0, dict.fromkeys(measures, 0))
+    whole = query.order_by(None).subquery()
+    again = sa.select(sa.func.count(), *(sa.func.sum(whole.c[m]) for m in measures))
+    total, *sums = (await conn.execute(again)).one()
+    return _Page(rows, int(total), {m: int(v or 0) for m, v in zip(measures, sums, strict=True)})
 
 
 async def _institution_names(conn: AsyncConnection, ids: Sequence[str]) -> dict[str, str]:
@@ -226,9 +252,12 @@ async def participants(
         .where(*where)
         .order_by(src.c.academic_year, src.c.provider_id, sa.func.coalesce(offerings.c.title, ""), src.c.offering_id)
     )
+    # Two statements rather than window totals: the page is a top-N sort, the totals a scan of the counters
+    # alone; windows would carry every joined row through the sort (twice the CPU on SQLite).
     rows = (await conn.execute(_paged(query, page))).all()
     totals_row = (await conn.execute(sa.select(sa.func.count().label("rows"), *_sums(src)).where(*where))).one()
     total = int(totals_row.rows)  # one row per offering in either counter table under these filters
+    totals = _counts(totals_row)
 
     breakdown: dict[str, dict[str, dict[str, int]]] = defaultdict(dict)
     if rows:
@@ -272,7 +301,7 @@ async def participants(
         "academic_year": f.academic_year,
         "filters": f.given(),
         "scope": scope,
-        "totals": {**domain.participant_row(_counts(totals_row)), "requests": _counts(totals_row)["requests"]},
+        "totals": {**domain.participant_row(totals), "requests": totals["requests"]},
         **_page_meta(total, page, len(items)),
         "items": items,
     }
@@ -307,9 +336,8 @@ async def _participants_by_home(conn: AsyncConnection, f: Filters, page: Page | 
         .group_by(home)
         .order_by(home)
     )
-    rows = (await conn.execute(_paged(query, page))).all()
-    total = await _count_rows(conn, sa.select(home).where(*where).group_by(home))
-    totals_row = (await conn.execute(sa.select(*_sums(src)).where(*where))).one()
+    found = await _page_and_sums(conn, query, page, domain.ENROLMENT_COUNTERS)
+    rows, total, totals = found.rows, found.total, found.sums
     names = await _institution_names(conn, [row.home_institution_id for row in rows])
     items = [
         {
@@ -327,7 +355,7 @@ async def _participants_by_home(conn: AsyncConnection, f: Filters, page: Page | 
         "academic_year": f.academic_year,
         "filters": f.given(),
         "scope": scope,
-        "totals": {**domain.participant_row(_counts(totals_row)), "requests": _counts(totals_row)["requests"]},
+        "totals": {**domain.participant_row(totals), "requests": totals["requests"]},
         **_page_meta(total, page, len(items)),
         "items": items,
     }
@@ -386,16 +414,10 @@ async def completions(
         .having(sa.func.sum(src.c.requests) > 0)
         .order_by(sort_key)
     )
-    rows = (await conn.execute(_paged(query, page))).all()
-    total = await _count_rows(
-        conn,
-        sa.select(key_column)
-        .select_from(source)
-        .where(*where)
-        .group_by(key_column)
-        .having(sa.func.sum(src.c.requests) > 0),
-    )
-    totals_row = (await conn.execute(sa.select(*_sums(src)).select_from(source).where(*where))).one()
+    # Groups left out by HAVING have no enrolment, so every counter of theirs is zero: the sums over the
+    # groups shown are the totals over every row.
+    found = await _page_and_sums(conn, query, page, domain.ENROLMENT_COUNTERS)
+    rows, total, totals = found.rows, found.total, found.sums
 
     keys = [row.key for row in rows]
     labels: dict[str, Any] = {}
@@ -423,7 +445,7 @@ async def completions(
         "academic_year": f.academic_year,
         "filters": f.given(),
         "scope": scope,
-        "totals": domain.completion_row(_counts(totals_row)),
+        "totals": domain.completion_row(totals),
         **_page_meta(total, page, len(items)),
         "items": items,
     }
@@ -448,32 +470,93 @@ def _period_bounds(period_start: date | None, period_end: date | None) -> tuple[
     return start, end
 
 
-async def _per_side(
+BILLING_MEASURES = (*domain.BILLING_COUNTERS, *domain.DOCUMENT_COUNTERS)
+
+
+Source = tuple[sa.Table, dict[str, sa.ColumnElement[Any]], list[sa.ColumnElement[bool]]]
+
+
+def _billing_sources(year: str | None, bounds: tuple[datetime | None, datetime | None]) -> list[Source]:
+    """Where each billing measure comes from: (table, measure → value per row, conditions).
+
+    Commitments from their (year, payee, payer) counters; invoices and credit notes from theirs
+    (`document_counts`), or, for a period, from the documents issued in it, one row each.
+    """
+
+    def of_year(table: sa.Table) -> list[sa.ColumnElement[bool]]:
+        return [table.c.academic_year == year] if year else []
+
+    commitments: dict[str, sa.ColumnElement[Any]] = {n: billing_counts.c[n] for n in domain.BILLING_COUNTERS}
+    sources: list[Source] = [(billing_counts, commitments, of_year(billing_counts))]
+    if bounds == (None, None):
+        counters: dict[str, sa.ColumnElement[Any]] = {n: document_counts.c[n] for n in domain.DOCUMENT_COUNTERS}
+        sources.append((document_counts, counters, of_year(document_counts)))
+        return sources
+    one = sa.literal_column("1", sa.BigInteger)
+    for table, count_key, cents_key in (
+        (invoices, "invoice_count", "invoiced_cents"),
+        (credit_notes, "credit_note_count", "credited_cents"),
+    ):
+        where = of_year(table)
+        if bounds[0] is not None:
+            where.append(table.c.issued_at >= bounds[0])
+        if bounds[1] is not None:
+            where.append(table.c.issued_at < bounds[1])
+        # Sum raw integer cents: `total` is a Cents column, and the sum must stay an exact integer.
+        sources.append((table, {count_key: one, cents_key: sa.type_coerce(table.c.total, sa.BigInteger)}, where))
+    return sources
+
+
+async def _billing_sides(
     conn: AsyncConnection,
-    table: sa.Table,
-    measures: Sequence[tuple[str, sa.ColumnElement[Any]]],
-    where: Sequence[sa.ColumnElement[bool]],
+    year: str | None,
+    bounds: tuple[datetime | None, datetime | None],
     institution: str | None,
-) -> list[tuple[str, str | None, dict[str, int]]]:
-    """Sums per payee (`as_provider`), per payer (`as_home`) and in all (`totals`), in one round trip."""
+    nothing: Sequence[sa.ColumnElement[bool]],
+) -> tuple[dict[str, dict[str, dict[str, int]]], dict[str, int]]:
+    """Sums per payee (`as_provider`) and per payer (`as_home`), and the totals, in one statement.
 
-    def part(side: str, key: Any, condition: sa.ColumnElement[bool] | None) -> sa.Select[Any]:
-        conditions = [*where, *([condition] if condition is not None else [])]
-        query = sa.select(sa.literal(side).label("side"), key.label("institution"), *(e.label(n) for n, e in measures))
-        query = query.where(*conditions)
-        return query.group_by(key) if side != "totals" else query
+    Each side reads its rows through an index (the year's rows, or one institution's), never the same
+    rows twice: the totals are the sum of every payee's line, or for one institution its two sides less
+    the rows where it is both payee and payer (its own students in its own courses), counted in each.
+    """
+    zero = sa.literal_column("0", sa.BigInteger)
 
-    payee, payer = table.c.payee_id, table.c.payer_id
-    mine = institution is not None
-    union = sa.union_all(
-        part("as_provider", payee, payee == institution if mine else None),
-        part("as_home", payer, payer == institution if mine else None),
-        part("totals", sa.null(), sa.or_(payee == institution, payer == institution) if mine else None),
-    )
-    result = []
-    for side, inst, *values in await conn.execute(union):
-        result.append((side, inst, {name: int(v or 0) for (name, _), v in zip(measures, values, strict=True)}))
-    return result
+    def part(
+        side: str, key: Any, values: dict[str, sa.ColumnElement[Any]], where: list[sa.ColumnElement[bool]]
+    ) -> sa.Select[Any]:
+        columns = [(sa.func.sum(values[n]) if n in values else zero).label(n) for n in BILLING_MEASURES]
+        query = sa.select(sa.literal(side).label("side"), key.label("institution"), *columns)
+        return query.where(*nothing, *where).group_by(key)
+
+    parts = []
+    for table, measures, where in _billing_sources(year, bounds):
+        payee, payer = table.c.payee_id, table.c.payer_id
+        mine = institution is not None
+        parts.append(part("as_provider", payee, measures, [*where, *([payee == institution] if mine else [])]))
+        parts.append(part("as_home", payer, measures, [*where, *([payer == institution] if mine else [])]))
+        if mine:
+            parts.append(part("self", payee, measures, [*where, payee == institution, payer == institution]))
+    sides: dict[str, dict[str, dict[str, int]]] = defaultdict(lambda: {"as_provider": {}, "as_home": {}})
+    both: dict[str, int] = dict.fromkeys(BILLING_MEASURES, 0)
+    for side, inst, *sums in await conn.execute(sa.union_all(*parts)):
+        if side == "self":
+            for name, value in zip(BILLING_MEASURES, sums, strict=True):
+                both[name] += int(value or 0)
+            continue
+        line = sides[inst][side]
+        for name, value in zip(BILLING_MEASURES, sums, strict=True):
+            line[name] = line.get(name, 0) + int(value or 0)
+    totals = dict.fromkeys(BILLING_MEASURES, 0)
+    if institution is None:
+        for lines in sides.values():
+            for name, value in lines["as_provider"].items():
+                totals[name] += value
+    elif institution in sides:
+        own = sides[institution]
+        for name in BILLING_MEASURES:
+            totals[name] = own["as_provider"].get(name, 0) + own["as_home"].get(name, 0) - both[name]
+    return sides, totals
 
 
 async def billing(
@@ -488,8 +571,9 @@ async def billing(
 ) -> Report:
     """Per institution: owed to it (as provider) and owed by it (as home); money exact to the cent.
 
-    Reads the (year, payee, payer) counter rows and the invoices and credit notes, summed in SQL per
-    side: the answer's cost depends on the number of institutions, not of commitments.
+    Reads the (year, payee, payer) counter rows of commitments and of invoices and credit notes (or, for
+    a period, the documents issued in it), summed in SQL per side in one statement: the answer's cost
+    depends on the number of institution pairs, not of commitments or documents.
 
     Scoped to an institution (its finance staff): only its own line, and totals over the commitments,
     invoices and credit notes it is payee or payer of, exactly as `institution=` that institution; an
@@ -503,30 +587,7 @@ async def billing(
         if institution is not None and institution != scope:
             nothing = [sa.false()]
         institution = scope
-    sides: dict[str, dict[str, dict[str, int]]] = defaultdict(lambda: {"as_provider": {}, "as_home": {}})
-    totals: dict[str, int] = {}
-
-    def collect(rows: list[tuple[str, str | None, dict[str, int]]]) -> None:
-        for side, inst, values in rows:
-            if side == "totals":
-                totals.update(values)
-            elif inst is not None:
-                sides[inst][side].update(values)
-
-    year_where = [*nothing, *([billing_counts.c.academic_year == f.academic_year] if f.academic_year else [])]
-    measures = [(n, sa.func.sum(billing_counts.c[n])) for n in domain.BILLING_COUNTERS]
-    collect(await _per_side(conn, billing_counts, measures, year_where, institution))
-    documents = ((invoices, "invoice_count", "invoiced_cents"), (credit_notes, "credit_note_count", "credited_cents"))
-    for table, count_key, cents_key in documents:
-        where = [*nothing, *([table.c.academic_year == f.academic_year] if f.academic_year else [])]
-        if bounds[0] is not None:
-            where.append(table.c.issued_at >= bounds[0])
-        if bounds[1] is not None:
-            where.append(table.c.issued_at < bounds[1])
-        # Sum raw integer cents: `total` is a Cents column, and the sum must stay an exact integer.
-        cents = sa.func.sum(sa.type_coerce(table.c.total, sa.BigInteger))
-        collect(await _per_side(conn, table, [(count_key, sa.func.count()), (cents_key, cents)], where, institution))
-
+    sides, totals = await _billing_sides(conn, f.academic_year, bounds, institution, nothing)
     ids = sorted(sides)
     total = len(ids)
     if page is not None:
@@ -634,15 +695,11 @@ async def supply_demand(conn: AsyncConnection, f: Filters, group_by: str | None,
         .group_by(*grouping)
         .order_by(*(sa.func.coalesce(g, "") for g in grouping))
     )
-    rows = (await conn.execute(_paged(query, page))).all()
-    total = await _count_rows(conn, sa.select(*grouping).select_from(source).where(*where).group_by(*grouping))
-    totals_row = (await conn.execute(sa.select(*measures).select_from(source).where(*where))).one()
+    found = await _page_and_sums(conn, query, page, MEASURES)
+    rows, total = found.rows, found.total
 
-    def line(row: Any) -> dict[str, Any]:
-        m = {
-            name: int(row._mapping[name] or 0)
-            for name in ("offerings", "cancelled_offerings", "seats", "requests", "held", "waitlisted", "under_minimum")
-        }
+    def line(values: Any) -> dict[str, Any]:
+        m = {name: int(values[name] or 0) for name in MEASURES}
         return {
             "offerings": m["offerings"],
             "seats": m["seats"],
@@ -654,7 +711,7 @@ async def supply_demand(conn: AsyncConnection, f: Filters, group_by: str | None,
             "cancelled_offerings": m["cancelled_offerings"],
         }
 
-    items = [{**{d: row._mapping[d] for d in dims}, **line(row)} for row in rows]
+    items = [{**{d: row._mapping[d] for d in dims}, **line(row._mapping)} for row in rows]
     body = {
         "report": "supply-demand",
         "group_by": list(dims),
@@ -665,7 +722,7 @@ async def supply_demand(conn: AsyncConnection, f: Filters, group_by: str | None,
             "ever made (waitlisted ones too); waitlisted is the unmet demand now; under_minimum counts open "
             "offerings holding fewer seats than their min_participants (at risk of cancellation)."
         ),
-        "totals": line(totals_row),
+        "totals": line(found.sums),
         **_page_meta(total, page, len(items)),
         "items": items,
     }
@@ -701,8 +758,9 @@ async def follow_up(conn: AsyncConnection, institution_id: str, f: Filters, page
         .where(*where)
         .order_by(es.c.status_at.desc(), es.c.enrolment_id)
     )
+    # The count apart: it reads the index alone, where a window would read every follow-up row in full.
     rows = (await conn.execute(_paged(query, page))).all()
-    total = await _scalar_int(conn, sa.select(sa.func.count()).select_from(es).where(*where))
+    total = int((await conn.execute(sa.select(sa.func.count()).select_from(es).where(*where))).scalar_one())
     if total == 0:
         known = (await conn.execute(sa.select(institutions.c.id).where(institutions.c.id == institution_id))).first()
         has_students = (
