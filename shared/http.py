@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter, Histogram
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -95,6 +96,19 @@ def install_problem_handlers(app: FastAPI) -> None:
             detail = "No such resource here; see /openapi.json for the paths this service answers."
         return problem(exc.status_code, detail)
 
+    async def on_database(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, DBAPIError)
+        if not (exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)):
+            return await on_unexpected(request, exc)
+        # A lost or busy database connection (a restart, a dropped socket; the pool replaces it): the
+        # transaction was rolled back, so the same request can simply be sent again.
+        log.warning("database unavailable", error=repr(exc)[:300])
+        return problem(
+            503,
+            "The database was briefly unreachable; nothing was changed. Send the same request again.",
+            headers={"Retry-After": "1"},
+        )
+
     async def on_unexpected(_request: Request, exc: Exception) -> Response:
         log.exception("unhandled error", error=repr(exc))
         return problem(500, "Something went wrong on our side; nothing was changed. Quote the request id.")
@@ -102,6 +116,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(DomainError, on_domain)
     app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(DBAPIError, on_database)
     app.add_exception_handler(Exception, on_unexpected)
 
 

@@ -7,6 +7,7 @@ import pytest
 import structlog
 from fastapi import FastAPI
 from pydantic import BaseModel
+from sqlalchemy import exc as sa_exc
 
 from shared import metrics
 from shared.http import NulGuardMiddleware, RequestContextMiddleware, install_problem_handlers
@@ -108,3 +109,40 @@ async def test_request_ids_are_bound_echoed_and_counted_per_route() -> None:
     assert counted._value.get() == before + 2
     assert metrics.HTTP_REQUESTS.labels("guards", "GET", "unmatched", "404")._value.get() >= 1
     assert structlog.contextvars.get_contextvars().get("request_id") is None, "the request's ids outlived it"
+
+
+def database_app(error: Exception) -> FastAPI:
+    app = FastAPI()
+    install_problem_handlers(app)
+
+    @app.get("/fails")
+    async def fails() -> None:
+        raise error
+
+    return app
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        sa_exc.OperationalError("SELECT 1", {}, Exception("server closed the connection unexpectedly")),
+        sa_exc.InterfaceError("SELECT 1", {}, Exception("connection is closed")),
+        sa_exc.DBAPIError("SELECT 1", {}, Exception("lost"), connection_invalidated=True),
+    ],
+    ids=["operational", "interface", "invalidated"],
+)
+async def test_a_lost_database_connection_is_503_with_retry_after(error: Exception) -> None:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=database_app(error)), base_url="http://t") as c:
+        answer = await c.get("/fails")
+    assert answer.status_code == 503
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert answer.headers["retry-after"] == "1"
+    assert "nothing was changed" in answer.json()["detail"]
+
+
+async def test_other_database_errors_stay_500() -> None:
+    error = sa_exc.IntegrityError("INSERT", {}, Exception("duplicate key"))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=database_app(error)), base_url="http://t") as c:
+        answer = await c.get("/fails")
+    assert answer.status_code == 500
+    assert answer.headers["content-type"] == "application/problem+json"
