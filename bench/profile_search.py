@@ -26,7 +26,7 @@ import os
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ import orjson
 import sqlalchemy as sa
 from fastapi import FastAPI
 
+from bench import asgi
 from bench.latency import KINDS, REGIONS, Ask, catalogue_rows, csv_files, search_asks
 from bench.system import cpu_seconds
 from tests.support import auth
@@ -62,45 +63,10 @@ class Client:
     async def request(
         self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
     ) -> tuple[int, bytes]:
-        raw_path, _, query = path.partition("?")
         head = [(b"host", b"bench")] + [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
         if body:
             head.append((b"content-length", str(len(body)).encode()))
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": method,
-            "scheme": "http",
-            "path": raw_path,
-            "raw_path": raw_path.encode(),
-            "query_string": query.encode(),
-            "root_path": "",
-            "headers": head,
-            "server": ("bench", 80),
-            "client": ("127.0.0.1", 50000),
-            "state": {},
-        }
-        sent = False
-        status = 0
-        chunks: list[bytes] = []
-
-        async def receive() -> dict[str, Any]:
-            nonlocal sent
-            if sent:
-                await asyncio.sleep(3600)
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        async def send(message: MutableMapping[str, Any]) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            elif message["type"] == "http.response.body":
-                chunks.append(message.get("body", b""))
-
-        await self.app(scope, receive, send)
-        return status, b"".join(chunks)
+        return await asgi.call(self.app, method, path, body=body, headers=head)
 
 
 def remove_sqlite(path: Path) -> None:
