@@ -23,6 +23,11 @@ SQLITE_PRAGMAS = (
     "PRAGMA synchronous=NORMAL",
     "PRAGMA busy_timeout=30000",
     "PRAGMA foreign_keys=ON",
+    # Reads (search facets, reports) over a catalogue-sized database: a 64 MiB page cache instead of the
+    # default 2 MiB and memory-mapped reads (no read() call per page); both only as far as used.
+    "PRAGMA cache_size=-65536",
+    "PRAGMA mmap_size=268435456",
+    "PRAGMA temp_store=MEMORY",
 )
 
 

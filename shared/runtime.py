@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 from collections.abc import Callable, Coroutine
@@ -53,6 +54,16 @@ async def run_forever(tasks: list[Coroutine[Any, Any, None]]) -> None:
             raise task.exception()  # type: ignore[misc]
 
 
+def settle_garbage_collector() -> None:
+    """Move everything loaded at start-up (modules, table metadata, pydantic schemas: most of the heap) out of
+    the collector's reach, and collect young objects less often. A full collection then walks only what
+    requests and caches allocated since, so it pauses the loop for less time (gc.freeze: the Instagram
+    recipe, https://docs.python.org/3/library/gc.html#gc.freeze)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
+
+
 def main(
     settings: ServiceSettings,
     migrations_dir: Path,
@@ -68,6 +79,8 @@ def main(
         upgrade(migrations_dir, settings.database_url)
         log.info("database at head", url=settings.database_url.split("@")[-1])
         return 0
+    if args.command != "migrate":
+        settle_garbage_collector()
     if args.command == "api":
         uvicorn.run(
             build_api(settings),
