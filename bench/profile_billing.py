@@ -19,7 +19,6 @@ pyinstrument HTML profile of each phase. The relay's publishing is not part of t
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import os
 import tempfile
@@ -50,10 +49,8 @@ from shared.events import (
     LocalizedText,
     new_event,
 )
-from shared.migrate import upgrade
+from tests.support import infra
 
-ROOT = Path(__file__).resolve().parents[1]
-PG_URL = os.environ.get("TARJOTIN_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432")
 YEAR = "2026-2027"
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -61,34 +58,16 @@ TICK = os.sysconf("SC_CLK_TCK")
 @contextlib.asynccontextmanager
 async def fresh_database(kind: str, folder: Path) -> AsyncIterator[tuple[str, str | None]]:
     """A new, migrated billing database; yields its URL and (PostgreSQL) its name."""
-    if kind == "sqlite":
-        url = f"sqlite+aiosqlite:///{folder / 'billing.db'}"
-        await asyncio.to_thread(upgrade, ROOT / "services" / "billing" / "migrations", url)
-        yield url, None
-        return
-    name = f"bench_billing_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(f"{PG_URL}/postgres")
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    try:
-        url = f"{PG_URL.replace('postgresql:', 'postgresql+asyncpg:')}/{name}"
-        await asyncio.to_thread(upgrade, ROOT / "services" / "billing" / "migrations", url)
-        yield url, name
-    finally:
-        admin = await asyncpg.connect(f"{PG_URL}/postgres")
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+    async with infra.database(kind, folder, "billing") as url:
+        await infra.migrate("billing", url)
+        yield url, (None if kind == "sqlite" else url.rsplit("/", 1)[1])
 
 
 async def backend_cpu_s(database: str | None) -> float:
     """CPU seconds used so far by the PostgreSQL backends connected to `database` (0 for SQLite)."""
     if database is None:
         return 0.0
-    admin = await asyncpg.connect(f"{PG_URL}/postgres")
+    admin = await asyncpg.connect(f"{infra.PG_URL}/postgres")
     try:
         pids = [r["pid"] for r in await admin.fetch("SELECT pid FROM pg_stat_activity WHERE datname = $1", database)]
     finally:

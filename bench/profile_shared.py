@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import aio_pika
-import asyncpg
 import sqlalchemy as sa
 import uvloop
 from fastapi import APIRouter, FastAPI
@@ -49,9 +48,9 @@ from shared.db import make_engine
 from shared.events import Envelope, InstitutionRegistered, LocalizedText, new_event
 from shared.service import make_api
 from shared.settings import ServiceSettings
+from tests.support import infra
 
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
-PG_URL = "postgresql://postgres@127.0.0.1:5432"
 
 
 def sample_event(i: int = 0) -> Envelope:
@@ -87,26 +86,15 @@ async def scratch_database(kind: str, tmp: Path) -> AsyncIterator[tuple[AsyncEng
     """A fresh database with the bus tables; yields (engine, outbox, inbox)."""
     metadata = sa.MetaData()
     outbox, inbox = add_bus_tables(metadata)
-    name = f"prof_{uuid.uuid4().hex[:10]}"
-    if kind == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp / name}.db"
-    else:
-        admin = await asyncpg.connect(f"{PG_URL}/postgres")
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        await admin.close()
-        url = f"{PG_URL.replace('postgresql:', 'postgresql+asyncpg:')}/{name}"
-    engine = make_engine(url)
-    try:
-        async with engine.begin() as conn:
-            await conn.run_sync(metadata.create_all)
-        yield engine, outbox, inbox
-    finally:
-        await engine.dispose()
-        make_engine.cache_clear()
-        if kind != "sqlite":
-            admin = await asyncpg.connect(f"{PG_URL}/postgres")
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await admin.close()
+    async with infra.database(kind, tmp, f"prof_{uuid.uuid4().hex[:10]}") as url:
+        engine = make_engine(url)
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(metadata.create_all)
+            yield engine, outbox, inbox
+        finally:
+            await engine.dispose()
+            make_engine.cache_clear()
 
 
 @contextlib.asynccontextmanager
