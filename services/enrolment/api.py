@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Depends, Header, Request, Response
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.enrolment import access, handlers, views
 from services.enrolment.domain import Outcome, Status
@@ -123,6 +123,7 @@ class StudentExport(BaseModel):
 async def request_enrolment(
     body: EnrolmentCreate,
     request: Request,
+    engine: EngineDep,
     caller: Enroller,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
 ) -> Response:
@@ -130,8 +131,7 @@ async def request_enrolment(
 
     A student enrols only themself, a counsellor only their own institution's students."""
     # The hot route of an opening-day rush: the answer is written once as JSON bytes (stored as they are
-    # for Idempotency-Key replays) instead of going through the response model; the engine is taken from
-    # the app rather than from a sync dependency, which FastAPI would run in a worker thread.
+    # for Idempotency-Key replays) instead of going through the response model.
     access.check_may_request(caller, body.home_institution_id, body.student.learner_id)
     student = body.student
     cmd = handlers.RequestEnrolment(
@@ -150,7 +150,6 @@ async def request_enrolment(
             return 201, orjson.dumps(data, option=orjson.OPT_UTC_Z)
         return 200, EnrolmentRead.model_validate(data).model_dump_json().encode()
 
-    engine: AsyncEngine = request.app.state.engine
     key = scoped_key("enrolment", caller.subject, idempotency_key)
     print_ = fingerprint(body.model_dump()) if key is not None else ""
     status, payload, replayed = await run_once_raw(engine, idempotency_keys, key, print_, work)

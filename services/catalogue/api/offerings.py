@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.catalogue import domain, handlers, search, views
 from services.catalogue.api.access import (
@@ -66,6 +66,7 @@ async def create_offering(
 @router.get("/offerings", response_model=SearchPage, responses=problem_responses(401), openapi_extra=OPTIONAL_TOKEN)
 async def search_offerings(
     request: Request,
+    engine: EngineDep,
     page: PageDep,
     caller: MaybeCaller,
     q: Annotated[str | None, Query(max_length=200, description="words in titles, descriptions, code")] = None,
@@ -110,7 +111,6 @@ async def search_offerings(
         drafts_of=draft_providers(caller),
     )
     state = request.app.state
-    engine: AsyncEngine = state.engine  # not EngineDep: a plain function dependency also runs in a worker thread
     async with engine.connect() as conn:
         body = await views.search_answer(
             conn,
