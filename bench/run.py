@@ -33,6 +33,7 @@ import orjson
 
 from bench import latency
 from bench.drive import drive, pct
+from bench.hops import hop_lags, hops_table
 from bench.system import ROOT, BenchSystem, cpu_seconds, rss_mb
 
 CONFIRMED = "fi.tarjotin.enrolment.confirmed.v1"
@@ -99,6 +100,7 @@ async def measure_system(
     done_at = await wait_for_reports(system, set(sent_by_id), within_s=max(120.0, n / 20))
     confirmed_at = await confirmed_times(system, set(sent_by_id))
     elapsed = time.time() - started
+    hops = await hop_lags(system, started, time.time())
     cpu = {name: round(cpu_seconds(pid) - cpu_before.get(name, 0.0), 2) for name, pid in pids.items()}
     lags = [(done_at[e] - sent_by_id[e]) * 1000 for e in done_at]
     to_confirmed = [(confirmed_at[e] - sent_by_id[e]) * 1000 for e in confirmed_at]
@@ -122,6 +124,7 @@ async def measure_system(
         "cpu_per_enrolment_ms": round(sum(cpu.values()) / max(1, len(done_at)) * 1000, 2),
         "rss_mb": {name: rss_mb(pid) for name, pid in pids.items()},
         "wall_s": round(elapsed, 1),
+        "hops": hops,
     }
 
 
@@ -279,6 +282,9 @@ def main(argv: list[str] | None = None) -> int:
     path.write_text(json.dumps({"args": {k: v for k, v in vars(args).items()}, "results": results}, indent=2))
     if any("system" in r for r in results):
         print(table(results))
+        for r in results:
+            for run in r.get("system_rates", []):
+                print(f"\n{r['db']} at {int(run['rate'])}/s, per hop (ms; bench/hops.py):\n{hops_table(run['hops'])}")
     if any("latency" in r for r in results):
         print(latency.latency_table(results))
     print(f"\nwritten: {path}")

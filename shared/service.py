@@ -130,6 +130,7 @@ def make_worker(
             binding_keys=binding_keys,
             prefetch=settings.prefetch,
             batch=settings.consumer_batch,
+            linger_s=settings.consumer_linger_ms / 1000,
             retry_delays_ms=settings.retry_delays_ms,
             max_attempts=settings.max_attempts,
             after_commit=relay.kick.set if relay else None,

@@ -39,6 +39,8 @@ class ServiceSettings(BaseSettings):
     relay_batch: int = Field(default=500, ge=1, le=5000, validation_alias="TARJOTIN_RELAY_BATCH")
     prefetch: int = Field(default=100, ge=1, le=5000, validation_alias="TARJOTIN_PREFETCH")
     consumer_batch: int = Field(default=50, ge=1, le=1000, validation_alias="TARJOTIN_CONSUMER_BATCH")
+    # After the first message of a batch, wait this long for more before handling it (0: never wait).
+    consumer_linger_ms: float = Field(default=0, ge=0, le=1000, validation_alias="TARJOTIN_CONSUMER_LINGER_MS")
     retry_delays_ms: Annotated[tuple[int, ...], NoDecode] = Field(
         default=(1000, 10000, 60000), validation_alias="TARJOTIN_RETRY_DELAYS_MS"
     )

@@ -2,6 +2,8 @@
 
 from typing import ClassVar
 
+from pydantic import Field
+
 from shared.settings import ServiceSettings, service_config
 
 
@@ -9,3 +11,6 @@ class Settings(ServiceSettings):
     service: ClassVar[str] = "reporting"
     model_config = service_config("reporting")
     http_port: int = 8104
+    # Reporting is at the end of every chain (no one waits on it): let batches fill for a moment. Four events
+    # per enrolment arrive from two producers; 5 ms took its batches from ~4 to ~7 events and its CPU ~15 % down.
+    consumer_linger_ms: float = Field(default=5, ge=0, le=1000, validation_alias="TARJOTIN_CONSUMER_LINGER_MS")

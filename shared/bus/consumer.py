@@ -71,6 +71,7 @@ class Consumer:
         binding_keys: Sequence[str] | None = None,
         prefetch: int = 100,
         batch: int = 50,
+        linger_s: float = 0.0,
         retry_delays_ms: Sequence[int] = (1000, 10000, 60000),
         max_attempts: int = 5,
         after_commit: Callable[[], None] | None = None,
@@ -79,7 +80,7 @@ class Consumer:
         self.service, self.amqp_url, self.exchange_name = service, amqp_url, exchange
         self.names = QueueNames(queue)
         self.binding_keys = list(binding_keys) if binding_keys is not None else list(self.subscriptions)
-        self.prefetch, self.batch = prefetch, batch
+        self.prefetch, self.batch, self.linger_s = prefetch, batch, linger_s
         self.retry_delays_ms, self.max_attempts = tuple(retry_delays_ms), max_attempts
         self.after_commit = after_commit
         self.ready = asyncio.Event()
@@ -130,6 +131,10 @@ class Consumer:
             batch = [first]
             while len(batch) < self.batch and not inbound.empty():
                 batch.append(inbound.get_nowait())
+            if self.linger_s and len(batch) < self.batch:
+                await asyncio.sleep(self.linger_s)  # let more arrive: fewer transactions and acks per message
+                while len(batch) < self.batch and not inbound.empty():
+                    batch.append(inbound.get_nowait())
             await self.handle_batch(channel, batch)
 
     async def handle_batch(self, channel: AbstractChannel, messages: Sequence[AbstractIncomingMessage]) -> None:

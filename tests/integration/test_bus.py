@@ -301,3 +301,34 @@ async def test_an_idle_relay_still_finds_an_event_nobody_kicked_it_for(engine: A
             await stage(conn, outbox, event)
         assert await receive(queue, 1, timeout=5) == [event.id]
     assert (await backlog(engine, outbox))[0] == 0
+
+
+async def test_a_lingering_consumer_takes_what_arrives_meanwhile_into_the_same_batch(
+    engine: AsyncEngine, bus: BusNamespace
+) -> None:
+    """With `linger_s`, messages published just after the first one share its transaction and its ack."""
+    batches: list[int] = []
+    consumer = make_consumer(engine, bus, on_institution)
+    consumer.linger_s = 0.5
+    handle_batch = consumer.handle_batch
+
+    async def recording(
+        channel: aio_pika.abc.AbstractChannel, messages: list[aio_pika.abc.AbstractIncomingMessage]
+    ) -> None:
+        batches.append(len(messages))
+        await handle_batch(channel, messages)
+
+    consumer.handle_batch = recording  # type: ignore[method-assign]
+    first, *later = [institution_event(f"linger-{i}") for i in range(4)]
+    async with running(consumer.run()):
+        await consumer.ready.wait()
+        await publish_raw(bus, first)
+        await asyncio.sleep(0.1)  # the first is taken; the others come while it lingers
+        await publish_raw(bus, *later)
+
+        async def all_landed() -> bool:
+            return await inbox_count(engine) == 4
+
+        await eventually(all_landed)
+    assert batches == [4]
+    assert len(await institution_ids(engine)) == 4
