@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 
 import aio_pika
@@ -313,7 +313,7 @@ async def test_a_lingering_consumer_takes_what_arrives_meanwhile_into_the_same_b
     handle_batch = consumer.handle_batch
 
     async def recording(
-        channel: aio_pika.abc.AbstractChannel, messages: list[aio_pika.abc.AbstractIncomingMessage]
+        channel: aio_pika.abc.AbstractChannel, messages: Sequence[aio_pika.abc.AbstractIncomingMessage]
     ) -> None:
         batches.append(len(messages))
         await handle_batch(channel, messages)
