@@ -34,6 +34,7 @@ from shared.events import (
     LocalizedText,
     new_event,
 )
+from tests.support.apps import app_on, client_of
 from tests.support.auth import ADMIN
 from tests.support.infra import database, migrate
 
@@ -56,12 +57,10 @@ async def billing_client(
     engine: AsyncEngine, today: Callable[[], date] | None = None, headers: dict[str, str] | None = ADMIN
 ) -> AsyncIterator[httpx.AsyncClient]:
     """An in-process billing API; every request carries `headers` (the network admin's token unless told)."""
-    app = build_api(Settings(database_url="sqlite+aiosqlite:///unused.db"))
-    app.state.engine = engine
+    app = app_on(build_api, Settings, engine)
     if today is not None:
         app.state.today = today
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test/api/billing", headers=headers) as client:
+    async with client_of(app, "/api/billing", headers or {}) as client:
         yield client
 
 

@@ -21,6 +21,7 @@ from services.catalogue.search import AnswerCache
 from services.catalogue.settings import Settings
 from shared.db import make_engine
 from tests.integration.test_catalogue_service import catalogue_client, course, institution, offering
+from tests.support.apps import app_on, client_of
 from tests.support.auth import ADMIN, bearer
 from tests.support.infra import database, migrate
 
@@ -276,15 +277,11 @@ async def test_new_and_changed_offerings_show_at_once(client: httpx.AsyncClient)
 
 def api_process(engine: AsyncEngine) -> FastAPI:
     """A catalogue app of its own (its own caches), as one more API process on the same database."""
-    app = build_api(Settings(database_url="sqlite+aiosqlite:///unused.db"))
-    app.state.engine = engine
-    return app
+    return app_on(build_api, Settings, engine)
 
 
-def client_of(app: FastAPI, headers: dict[str, str]) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://test/api/catalogue", headers=headers
-    )
+def catalogue_of(app: FastAPI, headers: dict[str, str]) -> httpx.AsyncClient:
+    return client_of(app, "/api/catalogue", headers)
 
 
 def by_name(client: httpx.AsyncClient, result: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -296,7 +293,7 @@ async def test_a_repeated_search_shows_every_change_made_since(client: httpx.Asy
     """The same anonymous search, asked again after each change (publish, edit, cancel), through the same API
     process: its cached answer must not outlive the change."""
     app = client._transport.app  # type: ignore[attr-defined]
-    anonymous = client_of(app, {})
+    anonymous = catalogue_of(app, {})
     anonymous.ids = client.ids  # type: ignore[attr-defined]
     ids = client.ids  # type: ignore[attr-defined]
     params = {"q": "matem", "page_size": 50}
@@ -333,7 +330,7 @@ async def test_another_api_process_sees_a_change_at_once(engine: AsyncEngine, cl
     """Split mode: the change goes through one API process, the search through another whose cache holds the
     answer from before; it reads the index generation from the database, so it answers anew."""
     ids = client.ids  # type: ignore[attr-defined]
-    async with client_of(api_process(engine), {}) as other:
+    async with catalogue_of(api_process(engine), {}) as other:
         other.ids = ids  # type: ignore[attr-defined]
         before = await find(other, subject="mathematics")
         assert set(names(other, before)) == {"A1", "A2"}
@@ -362,7 +359,7 @@ async def test_cached_answers_are_kept_apart_by_what_the_caller_may_see(client: 
     }
     for _round in range(2):
         for who, (headers, expected) in callers.items():
-            async with client_of(app, headers) as caller:
+            async with catalogue_of(app, headers) as caller:
                 caller.ids = client.ids  # type: ignore[attr-defined]
                 result = await find(caller, subject="mathematics")
                 assert set(names(caller, result)) == expected and result["total"] == len(expected), who

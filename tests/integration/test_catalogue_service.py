@@ -20,6 +20,7 @@ from services.catalogue.tables import courses, institutions, offerings, outbox
 from shared.db import make_engine
 from shared.events import Envelope
 from shared.migrate import upgrade
+from tests.support.apps import app_on, client_of
 from tests.support.auth import ADMIN
 from tests.support.infra import ROOT, database, migrate
 
@@ -47,13 +48,7 @@ async def client(engine: AsyncEngine) -> AsyncIterator[httpx.AsyncClient]:
 
 def catalogue_client(engine: AsyncEngine, headers: dict[str, str] | None = None) -> httpx.AsyncClient:
     """A client of the catalogue app on `engine`; a network admin unless other `headers` are given ({}: anonymous)."""
-    app = build_api(Settings(database_url="sqlite+aiosqlite:///unused.db"))
-    app.state.engine = engine
-    return httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app),
-        base_url="http://test/api/catalogue",
-        headers=ADMIN if headers is None else headers,
-    )
+    return client_of(app_on(build_api, Settings, engine), "/api/catalogue", ADMIN if headers is None else headers)
 
 
 async def staged(engine: AsyncEngine, routing_key: str | None = None) -> list[Envelope]:

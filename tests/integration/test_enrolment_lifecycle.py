@@ -30,7 +30,7 @@ from shared.events import (
     OfferingUpdated,
     new_event,
 )
-from tests.support.auth import ADMIN
+from tests.support.apps import app_on, client_of
 from tests.support.infra import database, migrate
 
 pytestmark = pytest.mark.integration
@@ -82,10 +82,7 @@ async def engine(db_kind: str, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
 
 @pytest.fixture
 async def client(engine: AsyncEngine) -> AsyncIterator[httpx.AsyncClient]:
-    app = build_api(Settings(database_url="sqlite+aiosqlite:///unused.db"))
-    app.state.engine = engine
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://t/api/enrolments", headers=ADMIN) as client:
+    async with client_of(app_on(build_api, Settings, engine), "/api/enrolments") as client:
         yield client
 
 

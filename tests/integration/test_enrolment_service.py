@@ -20,7 +20,7 @@ from services.enrolment.tables import enrolments, offerings, outbox, students
 from shared.db import make_engine
 from shared.events import InstitutionRegistered, LocalizedText, new_event
 from tests.integration.test_enrolment_support import offering_event
-from tests.support.auth import ADMIN
+from tests.support.apps import app_on, client_of
 from tests.support.infra import database, migrate
 
 pytestmark = pytest.mark.integration
@@ -50,10 +50,7 @@ async def engine(db_kind: str, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
 
 @pytest.fixture
 async def client(engine: AsyncEngine) -> AsyncIterator[httpx.AsyncClient]:
-    app = build_api(Settings(database_url="sqlite+aiosqlite:///unused.db"))
-    app.state.engine = engine
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test/api/enrolments", headers=ADMIN) as client:
+    async with client_of(app_on(build_api, Settings, engine), "/api/enrolments") as client:
         yield client
 
 

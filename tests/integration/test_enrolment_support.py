@@ -21,6 +21,7 @@ from services.enrolment.app import build_api
 from services.enrolment.settings import Settings
 from shared.db import make_engine
 from shared.events import CommitmentAccepted, InstitutionRegistered, LocalizedText, OfferingPublished, new_event
+from tests.support.apps import app_on, client_of
 from tests.support.auth import ADMIN
 from tests.support.infra import database, migrate
 
@@ -36,11 +37,8 @@ async def enrolment_world(kind: str, tmp_path: Path) -> AsyncIterator[World]:
     async with database(kind, tmp_path, "enrolauth") as url:
         await migrate("enrolment", url)
         engine = make_engine(url, pool_size=10)
-        app = build_api(Settings(database_url="sqlite+aiosqlite:///unused.db"))
-        app.state.engine = engine
-        transport = httpx.ASGITransport(app=app)
         try:
-            async with httpx.AsyncClient(transport=transport, base_url="http://t/api/enrolments") as client:
+            async with client_of(app_on(build_api, Settings, engine), "/api/enrolments", {}) as client:
                 world = World(engine, client)
                 await world.seed()
                 yield world

@@ -19,7 +19,7 @@ from services.reporting.settings import Settings
 from shared.db import make_engine
 from shared.events import LocalizedText
 from tests.integration.test_reporting_scenario import YEAR, feed, scenario
-from tests.support.auth import ADMIN
+from tests.support.apps import app_on, client_of
 from tests.support.infra import database, migrate
 
 pytestmark = pytest.mark.integration
@@ -41,10 +41,7 @@ async def engine(db_kind: str, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
 @pytest.fixture
 async def client(engine: AsyncEngine) -> AsyncIterator[httpx.AsyncClient]:
     """The network admin's client: every report, in full (roles and scopes: test_reporting_auth.py)."""
-    app = build_api(Settings(database_url="sqlite+aiosqlite:///unused.db"))
-    app.state.engine = engine
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test/api/reports", headers=ADMIN) as client:
+    async with client_of(app_on(build_api, Settings, engine), "/api/reports") as client:
         yield client
 
 

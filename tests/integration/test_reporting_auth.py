@@ -28,6 +28,7 @@ from services.reporting.export import XLSX
 from services.reporting.settings import Settings
 from shared.db import make_engine
 from tests.integration.test_reporting_scenario import YEAR, Network, feed
+from tests.support.apps import app_on, client_of
 from tests.support.auth import ADMIN, bearer
 from tests.support.infra import DB_KINDS, ROOT, database, migrate
 
@@ -92,10 +93,7 @@ async def engine(
 @pytest.fixture(scope="module")
 async def client(engine: AsyncEngine) -> AsyncIterator[httpx.AsyncClient]:
     """No token unless a test sends one."""
-    app = build_api(Settings(database_url="sqlite+aiosqlite:///unused.db"))
-    app.state.engine = engine
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test/api/reports") as client:
+    async with client_of(app_on(build_api, Settings, engine), "/api/reports", {}) as client:
         yield client
 
 

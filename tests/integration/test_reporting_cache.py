@@ -20,7 +20,7 @@ from shared.bus import Consumer
 from shared.db import make_engine
 from shared.events import Envelope
 from tests.integration.test_reporting_scenario import YEAR, feed, scenario
-from tests.support.auth import ADMIN
+from tests.support.apps import app_on, client_of
 from tests.support.infra import database, migrate
 
 pytestmark = pytest.mark.integration
@@ -44,10 +44,7 @@ async def engine(db_kind: str, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
 
 @pytest.fixture
 async def client(engine: AsyncEngine) -> AsyncIterator[httpx.AsyncClient]:
-    app = build_api(Settings(database_url="sqlite+aiosqlite:///unused.db"))
-    app.state.engine = engine
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test/api/reports", headers=ADMIN) as client:
+    async with client_of(app_on(build_api, Settings, engine), "/api/reports") as client:
         yield client
 
 
