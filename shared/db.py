@@ -56,8 +56,16 @@ def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         pool_size=1,
         max_overflow=0,
         pool_timeout=60,
-        **({"async_creator": functools.partial(_InlineSqlite.connect, path)} if inline else {}),
+        # Inline: SQLAlchemy closes every transaction it began before the checkin; `_end_leftover` below
+        # catches anything else without the pool's rollback through the greenlet bridge (~30 µs).
+        **(
+            {"async_creator": functools.partial(_InlineSqlite.connect, path), "pool_reset_on_return": None}
+            if inline
+            else {}
+        ),
     )
+    if inline:
+        event.listen(engine.sync_engine.pool, "checkin", _end_leftover)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -73,9 +81,20 @@ def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        driver = conn.connection.driver_connection
+        if isinstance(driver, _InlineSqlite):
+            driver.begin_immediate()  # on this thread: no statement context, no hop through the greenlet bridge
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def _end_leftover(dbapi_connection: Any, _record: Any) -> None:
+    """A transaction still open at checkin (none should be) is rolled back, on this thread, before reuse."""
+    driver = getattr(dbapi_connection, "driver_connection", None)
+    if isinstance(driver, _InlineSqlite):
+        driver.end_leftover()
 
 
 def _replace_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
@@ -195,6 +214,14 @@ class _InlineSqlite:
 
     def cursor(self) -> _InlineCursor:
         return _InlineCursor(self._conn.cursor())
+
+    def begin_immediate(self) -> None:
+        self._conn.execute("BEGIN IMMEDIATE")
+
+    def end_leftover(self) -> None:
+        connection = self._connection
+        if connection is not None and connection.in_transaction:
+            connection.rollback()
 
     async def commit(self) -> None:
         self._conn.commit()

@@ -1,0 +1,74 @@
+"""The SQLite engine of `shared.db.make_engine`: one writer connection on the loop, BEGIN IMMEDIATE, no leftovers."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from shared.db import make_engine
+
+pytestmark = pytest.mark.integration
+
+NOTES = sa.table("notes", sa.column("id", sa.Integer))
+
+
+async def _count(url: str) -> int:
+    async with make_engine(url).connect() as conn:
+        return int((await conn.execute(sa.select(sa.func.count()).select_from(NOTES))).scalar_one())
+
+
+@pytest.fixture
+async def url(tmp_path: Path) -> str:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'engine.db'}"
+    async with make_engine(url).begin() as conn:
+        await conn.execute(sa.text("CREATE TABLE notes (id INTEGER PRIMARY KEY)"))
+    return url
+
+
+async def test_every_transaction_holds_the_write_lock_from_its_start(url: str) -> None:
+    """A second process's writer waits for ours (BEGIN IMMEDIATE), even while ours has only read."""
+    async with make_engine(url).connect() as conn:
+        await conn.execute(sa.select(NOTES.c.id))  # a read only, and yet:
+        other = sqlite3.connect(url.split("///", 1)[1], timeout=0.05, isolation_level=None)
+        try:
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                other.execute("BEGIN IMMEDIATE")
+        finally:
+            other.close()
+        await conn.rollback()
+
+
+async def test_commits_and_rollbacks_end_their_transactions(url: str) -> None:
+    engine = make_engine(url)
+    async with engine.begin() as conn:
+        await conn.execute(NOTES.insert(), [{"id": 1}])
+    with pytest.raises(RuntimeError):
+        async with engine.begin() as conn:
+            await conn.execute(NOTES.insert(), [{"id": 2}])
+            raise RuntimeError("rolled back")
+    async with engine.connect() as conn:  # left without commit: SQLAlchemy rolls it back at close
+        await conn.execute(NOTES.insert(), [{"id": 3}])
+    assert await _count(url) == 1
+    async with engine.begin() as conn:  # the single connection is free for the next transaction
+        await conn.execute(NOTES.insert(), [{"id": 4}])
+    assert await _count(url) == 2
+
+
+async def test_a_transaction_left_open_behind_sqlalchemy_is_rolled_back_when_the_connection_returns(url: str) -> None:
+    """The pool does not roll back on checkin (SQLAlchemy ends what it began); a transaction opened on the
+    driver directly must still not survive into the next checkout, holding the write lock."""
+    engine = make_engine(url)
+    async with engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        driver = raw.driver_connection
+        assert driver is not None
+        driver.begin_immediate()
+        driver._conn.execute("INSERT INTO notes (id) VALUES (7)")
+    async with engine.begin() as conn:  # would fail: "cannot start a transaction within a transaction"
+        await conn.execute(NOTES.insert(), [{"id": 8}])
+    assert await _count(url) == 1
+    async with engine.connect() as conn:
+        assert (await conn.execute(sa.select(NOTES.c.id))).scalars().all() == [8]
