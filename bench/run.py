@@ -64,7 +64,7 @@ def run_floor(floor: Path, db: str, n: int, concurrency: int, rate: float) -> di
 
 
 def _free_port() -> int:
-    from bench.system import free_port
+    from tests.support.system import free_port
 
     return free_port()
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import uuid
 from datetime import date, timedelta
@@ -18,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from shared.bus import QueueNames
+from tests.support.system import free_port_block
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICES = ("catalogue", "enrolment", "billing", "reporting")
@@ -25,18 +25,12 @@ PG_URL = os.environ.get("TARJOTIN_PG_URL", "postgresql://postgres@127.0.0.1:5432
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class BenchSystem:
     def __init__(self, workdir: Path, db: str) -> None:
         tag = uuid.uuid4().hex[:8]
         self.db, self.workdir, self.pg_prefix = db, workdir, f"bench_{tag}"
-        self.gateway_port = free_port()
-        base = 20000 + (os.getpid() * 7 + int(tag, 16)) % 30000
+        base = free_port_block()  # the gateway on base, services on base+1 … base+4, the token issuer on base+5
+        self.gateway_port = base
         self.env = {
             **os.environ,
             "TARJOTIN_RUN_DIR": str(workdir / "run"),

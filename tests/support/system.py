@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import socket
 import subprocess
 from datetime import date, timedelta
@@ -15,26 +16,39 @@ from tests.support.auth import ADMIN
 from tests.support.infra import PG_URL, ROOT, BusNamespace, eventually, short_id
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def _ephemeral_low() -> int:
+    """The lowest port the kernel hands out to outgoing connections."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
-def free_port_block(size: int = 5) -> int:
-    """A base port whose next `size` ports are free."""
-    for _ in range(50):
-        base = free_port()
-        if base + size > 65000:
-            continue
+def free_port_block(size: int = 6) -> int:
+    """A base port whose `size` ports (base … base + size − 1) are free, below the ephemeral range.
+
+    Services bind their ports seconds after this check (migrations run first). A port from the ephemeral
+    range can meanwhile become the local end of some outgoing connection (to PostgreSQL, RabbitMQ), and
+    the service then fails with "address already in use": seen in CI on 2026-12-03. Below the range only
+    another listener can take it.
+    """
+    high = _ephemeral_low() - size
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randint(10000, max(10001, high))
         try:
-            for offset in range(1, size):
+            for offset in range(size):
                 with socket.socket() as sock:
                     sock.bind(("127.0.0.1", base + offset))
             return base
         except OSError:
             continue
     raise RuntimeError("no free block of ports")
+
+
+def free_port() -> int:
+    """One free port below the ephemeral range (see `free_port_block`)."""
+    return free_port_block(1)
 
 
 class System:
@@ -44,13 +58,14 @@ class System:
         self.db = db
         self.bus = BusNamespace()
         self.pg_prefix = f"test_e2e_{short_id()}"
-        self.gateway_port = free_port()
+        base = free_port_block()  # the gateway on base, services on base+1 … base+4, the token issuer on base+5
+        self.gateway_port = base
         self.env = {
             **os.environ,
             "TARJOTIN_RUN_DIR": str(workdir / "run"),
             "TARJOTIN_DATA_DIR": str(workdir / "data"),
             "TARJOTIN_GATEWAY_PORT": str(self.gateway_port),
-            "TARJOTIN_PORT_BASE": str(free_port_block()),
+            "TARJOTIN_PORT_BASE": str(base),
             "TARJOTIN_DB": db,
             "TARJOTIN_PG_URL": PG_URL,
             "TARJOTIN_PG_DB_PREFIX": self.pg_prefix,
