@@ -35,6 +35,7 @@ from bench import latency
 from bench.drive import drive, pct
 from bench.hops import hop_lags, hops_table
 from bench.system import ROOT, BenchSystem, cpu_seconds, rss_mb
+from tests.support.system import free_port
 
 CONFIRMED = "fi.tarjotin.enrolment.confirmed.v1"
 
@@ -53,7 +54,7 @@ def run_floor(floor: Path, db: str, n: int, concurrency: int, rate: float) -> di
         "--rate",
         str(rate),
         "--port",
-        str(_free_port()),
+        str(free_port()),
     ]
     done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900)
     line = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else '{"ok": false, "error": "no output"}'
@@ -61,12 +62,6 @@ def run_floor(floor: Path, db: str, n: int, concurrency: int, rate: float) -> di
     if not result.get("ok"):
         print(f"floor run failed: {result.get('error')}\n{done.stderr[-2000:]}", file=sys.stderr)
     return result
-
-
-def _free_port() -> int:
-    from tests.support.system import free_port
-
-    return free_port()
 
 
 async def measure_system(

@@ -33,9 +33,8 @@ def free_port_block(size: int = 6) -> int:
     another listener can take it.
     """
     high = _ephemeral_low() - size
-    rng = random.Random()
     for _ in range(200):
-        base = rng.randint(10000, max(10001, high))
+        base = random.randint(10000, max(10001, high))
         try:
             for offset in range(size):
                 with socket.socket() as sock:
