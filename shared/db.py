@@ -215,6 +215,11 @@ class _InlineSqlite:
     def cursor(self) -> _InlineCursor:
         return _InlineCursor(self._conn.cursor())
 
+    @property
+    def sqlite3_connection(self) -> sqlite3.Connection:
+        """The `sqlite3` connection itself (`shared.direct` runs the hottest statements on it)."""
+        return self._conn
+
     def begin_immediate(self) -> None:
         self._conn.execute("BEGIN IMMEDIATE")
 

@@ -11,6 +11,7 @@ publish is confirmed. The others are acked after the commit: a batch that fully 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from shared import metrics
 from shared.bus.topology import QueueNames, declare_consumer_queues, declare_exchange
 from shared.db import insert_if_absent, insert_unless_present
+from shared.direct import driver_of, placeholders, translated
 from shared.events import Envelope
 
 log = structlog.get_logger("consumer")
@@ -221,12 +223,7 @@ class Consumer:
             return True
         try:
             async with self.engine.begin() as conn:
-                now = time.time()
-                service = self.service
-                rows = [{"consumer": service, "event_id": o.event.id, "processed_at": now} for o in events if o.event]
-                if self._claim is None:
-                    self._claim = insert_unless_present(conn, self.inbox).returning(self.inbox.c.event_id)
-                claimed = set((await conn.execute(self._claim, rows)).scalars())
+                claimed = await self._claim_all(conn, [o.event.id for o in events if o.event])
                 for outcome in events:
                     event = outcome.event
                     assert event is not None
@@ -250,6 +247,30 @@ class Consumer:
                 error=repr(failed.error),
             )
         return True
+
+    async def _claim_all(self, conn: AsyncConnection, event_ids: list[str]) -> set[str]:
+        """Insert the batch's inbox rows in one statement; the ids not seen before (the rest are duplicates)."""
+        now, name = time.time(), self.inbox.name
+        driver = await driver_of(conn)
+        if isinstance(driver, sqlite3.Connection):
+            sql = (
+                f"INSERT INTO {name} (consumer, event_id, processed_at) VALUES {placeholders(len(event_ids), 3)}"
+                " ON CONFLICT DO NOTHING RETURNING event_id"
+            )
+            params = [value for event_id in event_ids for value in (self.service, event_id, now)]
+            async with translated(conn, sql):
+                return {row[0] for row in driver.execute(sql, params).fetchall()}
+        if driver is not None:
+            sql = (
+                f"INSERT INTO {name} (consumer, event_id, processed_at) SELECT $1, e, $3 FROM unnest($2::text[]) AS e"
+                " ON CONFLICT DO NOTHING RETURNING event_id"
+            )
+            async with translated(conn, sql):
+                return {row[0] for row in await driver.fetch(sql, self.service, event_ids, now)}
+        if self._claim is None:
+            self._claim = insert_unless_present(conn, self.inbox).returning(self.inbox.c.event_id)
+        rows = [{"consumer": self.service, "event_id": event_id, "processed_at": now} for event_id in event_ids]
+        return set((await conn.execute(self._claim, rows)).scalars())
 
     async def _dispatch(self, conn: AsyncConnection, event: Envelope) -> None:
         """Run the event's handler (its routing key's, else the catch-all `#`), logging with its ids."""

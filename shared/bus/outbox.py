@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import NamedTuple
 
 import aio_pika
+import asyncpg
 import sqlalchemy as sa
 import structlog
 from aio_pika.abc import AbstractExchange
@@ -25,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared import metrics
 from shared.bus.topology import declare_exchange
+from shared.direct import driver_of, placeholders, translated
 from shared.events import Envelope
 
 log = structlog.get_logger("relay")
@@ -33,18 +36,37 @@ log = structlog.get_logger("relay")
 _INSERTS: dict[sa.Table, sa.Insert] = {}
 
 
+class Pending(NamedTuple):
+    """An outbox row not yet published."""
+
+    id: int
+    event_id: str
+    routing_key: str
+    payload: bytes
+    created_at: float
+
+
 async def stage(conn: AsyncConnection, outbox: sa.Table, *events: Envelope) -> None:
     """Write events to the outbox inside the caller's transaction (never publish directly)."""
     if not events:
         return
     now = time.time()
-    insert = _INSERTS.get(outbox)
-    if insert is None:  # built once per table: no per-call construction or cache key
-        insert = _INSERTS[outbox] = outbox.insert()
-    await conn.execute(
-        insert,
-        [{"event_id": e.id, "routing_key": e.routing_key, "payload": e.to_json(), "created_at": now} for e in events],
-    )
+    rows = [(e.id, e.routing_key, e.to_json(), now) for e in events]
+    driver = await driver_of(conn)
+    if isinstance(driver, sqlite3.Connection):
+        sql = f"INSERT INTO {outbox.name} (event_id, routing_key, payload, created_at) VALUES (?, ?, ?, ?)"
+        async with translated(conn, sql):
+            driver.executemany(sql, rows)
+    elif driver is not None:
+        sql = f"INSERT INTO {outbox.name} (event_id, routing_key, payload, created_at) VALUES ($1, $2, $3, $4)"
+        async with translated(conn, sql):
+            await (driver.execute(sql, *rows[0]) if len(rows) == 1 else driver.executemany(sql, rows))
+    else:
+        insert = _INSERTS.get(outbox)
+        if insert is None:  # built once per table: no per-call construction or cache key
+            insert = _INSERTS[outbox] = outbox.insert()
+        columns = ("event_id", "routing_key", "payload", "created_at")
+        await conn.execute(insert, [dict(zip(columns, row, strict=True)) for row in rows])
 
 
 def to_message(event_id: str, payload: bytes, created_at: float) -> aio_pika.Message:
@@ -94,6 +116,12 @@ class Relay:
         self._mark = (
             o.update().where(o.c.id.in_(sa.bindparam("ids", expanding=True))).values(published_at=sa.bindparam("now"))
         )
+        pending = (
+            f"SELECT id, event_id, routing_key, payload, created_at FROM {o.name}"
+            " WHERE published_at IS NULL ORDER BY id LIMIT "
+        )
+        self._pending_sqlite, self._pending_pg = pending + "?", pending + "$1"
+        self._mark_pg = f"UPDATE {o.name} SET published_at = $1 WHERE id = ANY($2::bigint[])"
         self._published: dict[str, Counter] = {}
 
     def wake_on_commit(self, engine: AsyncEngine) -> None:
@@ -178,27 +206,68 @@ class Relay:
             rows = await self._mark_and_fetch(rows)
         return confirmed
 
-    async def _mark_and_fetch(self, published: Sequence[sa.Row[Any]], *, fetch: bool = True) -> list[sa.Row[Any]]:
-        """Mark confirmed rows sent and read the next pending ones, in one transaction."""
-        rows: list[sa.Row[Any]] = []
+    async def _mark_and_fetch(self, published: Sequence[Pending], *, fetch: bool = True) -> list[Pending]:
+        """Mark confirmed rows sent and read the next pending ones, in one transaction.
+
+        On the inline SQLite connection and on asyncpg the transaction runs on the driver itself
+        (`shared.direct`): no SQLAlchemy statement, no greenlet hop, and no commit event to wake
+        this relay again.
+        """
+        ids, now = [r.id for r in published], time.time()
         async with self.engine.connect() as conn:
-            self._own = conn.sync_connection
-            try:
-                if published:
-                    await conn.execute(self._mark, {"ids": [r.id for r in published], "now": time.time()})
-                if fetch:
-                    rows = [*(await conn.execute(self._pending))]
-                if published:
-                    await conn.commit()
-                else:
-                    await conn.rollback()
-            finally:
-                self._own = None
+            driver = await driver_of(conn, in_transaction=False)
+            if driver is None:
+                rows = await self._mark_and_fetch_sqlalchemy(conn, ids, now, fetch)
+            else:
+                async with translated(conn, f"UPDATE {self.outbox.name} … / SELECT … pending"):
+                    if isinstance(driver, sqlite3.Connection):
+                        rows = self._mark_and_fetch_sqlite(driver, ids, now, fetch)
+                    else:
+                        rows = await self._mark_and_fetch_asyncpg(driver, ids, now, fetch)
         for r in published:
             counter = self._published.get(r.routing_key)
             if counter is None:
                 counter = self._published[r.routing_key] = metrics.EVENTS_PUBLISHED.labels(self.service, r.routing_key)
             counter.inc()
+        return rows
+
+    def _mark_and_fetch_sqlite(self, db: sqlite3.Connection, ids: list[int], now: float, fetch: bool) -> list[Pending]:
+        if not ids:  # a read alone needs no transaction of its own (autocommit connection)
+            return [Pending(*row) for row in db.execute(self._pending_sqlite, (self.batch,))] if fetch else []
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            mark = f"UPDATE {self.outbox.name} SET published_at = ? WHERE id IN ({placeholders(len(ids))})"
+            db.execute(mark, (now, *ids))
+            rows = [Pending(*row) for row in db.execute(self._pending_sqlite, (self.batch,))] if fetch else []
+            db.commit()
+        except BaseException:
+            db.rollback()
+            raise
+        return rows
+
+    async def _mark_and_fetch_asyncpg(
+        self, db: asyncpg.Connection, ids: list[int], now: float, fetch: bool
+    ) -> list[Pending]:
+        if not ids:
+            return [Pending(*row) for row in await db.fetch(self._pending_pg, self.batch)] if fetch else []
+        async with db.transaction():
+            await db.execute(self._mark_pg, now, ids)
+            return [Pending(*row) for row in await db.fetch(self._pending_pg, self.batch)] if fetch else []
+
+    async def _mark_and_fetch_sqlalchemy(
+        self, conn: AsyncConnection, ids: list[int], now: float, fetch: bool
+    ) -> list[Pending]:
+        self._own = conn.sync_connection
+        try:
+            if ids:
+                await conn.execute(self._mark, {"ids": ids, "now": now})
+            rows = [Pending(*row) for row in await conn.execute(self._pending)] if fetch else []
+            if ids:
+                await conn.commit()
+            else:
+                await conn.rollback()
+        finally:
+            self._own = None
         return rows
 
     async def _update_backlog_gauges(self) -> None:

@@ -19,7 +19,7 @@ from shared.bus.deadletters import list_dead, replay_dead
 from shared.bus.topology import declare_exchange
 from shared.db import make_engine
 from shared.events import Envelope, InstitutionRegistered, LocalizedText, new_event
-from tests.support.infra import AMQP_URL, BusNamespace, database, eventually, migrate
+from tests.support.infra import AMQP_URL, DB_KINDS, BusNamespace, database, eventually, migrate
 from tests.support.proxy import Proxy
 
 pytestmark = pytest.mark.integration
@@ -31,9 +31,18 @@ def institution_event(slug: str, sequence: int = 1) -> Envelope:
     return new_event(data, source="test", subject=slug, sequence=sequence, correlation_id=f"c-{slug}")
 
 
+@pytest.fixture(params=[*DB_KINDS, *(["sqlite-thread"] if "sqlite" in DB_KINDS else [])])
+def db_kind(request: pytest.FixtureRequest) -> str:
+    """Both databases, and SQLite through aiosqlite's thread too: there the bus keeps to SQLAlchemy
+    statements (no driver connection to run its hottest ones on: `shared.direct`)."""
+    return str(request.param)
+
+
 @pytest.fixture
-async def engine(db_kind: str, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    async with database(db_kind, tmp_path, "bus") as url:
+async def engine(db_kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[AsyncEngine]:
+    if db_kind == "sqlite-thread":
+        monkeypatch.setenv("TARJOTIN_SQLITE_THREAD", "1")
+    async with database(db_kind.removesuffix("-thread"), tmp_path, "bus") as url:
         await migrate("enrolment", url)
         engine = make_engine(url)
         yield engine
