@@ -40,11 +40,16 @@ def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     """One engine per database per process (cached, so the API and worker of a combined process share it).
 
     SQLite: a single connection (one writer), every transaction `BEGIN IMMEDIATE`, statements run on
-    the event loop's own thread (see `_InlineSqlite`). PostgreSQL: no round trip to test a connection
-    at each checkout; one the server has closed is replaced instead (`_replace_closed`).
+    the event loop's own thread (see `_InlineSqlite`). PostgreSQL: `pool_size` connections kept open,
+    none beyond; no round trip to test a connection at each checkout; one the server has closed is
+    replaced instead (`_replace_closed`).
     """
     if not is_sqlite(url):
-        engine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size)
+        # No overflow: a connection opened above the pool's size is closed again as soon as it is returned,
+        # and under a rush that meant a new server process (fork, catalogue cache, SQLAlchemy's type
+        # queries) every few requests: the postmaster alone took 0.1 core. Requests beyond `pool_size`
+        # wait for a connection instead; ten in flight keep one process busy (docs/performance.md).
+        engine = create_async_engine(url, pool_size=pool_size, max_overflow=0)
         event.listen(engine.sync_engine, "checkout", _replace_closed)
         return engine
     path = url.split("///", 1)[1] if "///" in url else ""
