@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Coroutine, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -46,11 +46,21 @@ def make_api(
     description: str,
     outbox: sa.Table | None = None,
     audit: sa.Table | None = None,
+    on_start: Callable[[AsyncEngine], Awaitable[None]] | None = None,
 ) -> FastAPI:
-    """A FastAPI app serving `router` under its public prefix, with ops endpoints and problem+json."""
+    """A FastAPI app serving `router` under its public prefix, with ops endpoints and problem+json.
+
+    `on_start` runs before the first request is served (warming caches); if it fails, the service starts
+    anyway, and says so in its log.
+    """
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if on_start is not None:
+            try:
+                await on_start(engine)
+            except Exception as exc:  # a cold cache is slower, not wrong; the database may still be starting
+                structlog.get_logger("service").warning("start-up warming failed", error=repr(exc))
         yield
         await engine.dispose()
 

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Coroutine
+from datetime import date
 from pathlib import Path
 from typing import Any
 
+import structlog
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.catalogue.api import router
 from services.catalogue.consumers import SUBSCRIPTIONS
 from services.catalogue.search import AnswerCache, FacetCache
+from services.catalogue.search.query import warm
 from services.catalogue.settings import Settings
 from services.catalogue.tables import audit_log, idempotency_keys, inbox, outbox
 from shared.db import make_engine
@@ -18,6 +23,7 @@ from shared.service import make_api, make_worker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 PREFIX = "/api/catalogue"
+log = structlog.get_logger("catalogue")
 
 
 def build_api(settings: Settings) -> FastAPI:
@@ -28,6 +34,7 @@ def build_api(settings: Settings) -> FastAPI:
         prefix=PREFIX,
         outbox=outbox,
         audit=audit_log,
+        on_start=warm_search,
         title="Tarjotin catalogue",
         description="Institutions, pricing guidelines, courses and offerings of the network. Reading is public; "
         "changes need a bearer token (network admin, or the providing institution's staff).",
@@ -35,6 +42,15 @@ def build_api(settings: Settings) -> FastAPI:
     app.state.facet_cache = FacetCache()
     app.state.search_cache = AnswerCache()
     return app
+
+
+async def warm_search(engine: AsyncEngine) -> None:
+    """Compile the common searches' statements before the first request (`search.query.warm`)."""
+    started = time.perf_counter()
+    async with engine.connect() as conn:
+        statements = await warm(conn, date.today())
+        await conn.rollback()
+    log.info("search statements warmed", statements=statements, ms=round((time.perf_counter() - started) * 1000))
 
 
 def build_worker(settings: Settings) -> list[Coroutine[Any, Any, None]]:

@@ -12,12 +12,15 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from fastapi import FastAPI
+from sqlalchemy import event
+from sqlalchemy.engine.default import CACHE_HIT
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.catalogue import imports
-from services.catalogue.app import build_api
+from services.catalogue import search
+from services.catalogue.app import build_api, warm_search
 from services.catalogue.domain import academic_year_of
-from services.catalogue.search import AnswerCache
+from services.catalogue.search import AnswerCache, Criteria
 from services.catalogue.settings import Settings
 from shared.db import make_engine
 from tests.integration.test_catalogue_service import catalogue_client, course, institution, offering
@@ -437,3 +440,31 @@ async def test_bad_parameters_get_a_problem(client: httpx.AsyncClient, params: d
     assert response.headers["content-type"] == "application/problem+json"
     problem = response.json()
     assert problem["status"] == 422 and field in problem["detail"]
+
+
+@pytest.mark.parametrize("warmed", [True, False])
+async def test_after_the_start_up_warming_a_common_search_compiles_no_statement(
+    engine: AsyncEngine, client: httpx.AsyncClient, warmed: bool
+) -> None:
+    """The first search of a common shape after a start is answered with statements compiled at start-up
+    (without warming, the same search compiles its own: the test sees the difference). `client` seeded."""
+    if warmed:
+        await warm_search(engine)
+    compiled: list[tuple[str, str]] = []
+
+    def note(_conn: Any, _cursor: Any, statement: str, _params: Any, context: Any, _many: bool) -> None:
+        compiled.append((str(context.cache_hit), statement[:80]))
+
+    event.listen(engine.sync_engine, "after_cursor_execute", note)
+    try:
+        async with engine.connect() as conn:
+            for q, filters in (("funkt", {"subject": "mathematics"}), ("matem funkt", {}), (None, {"region": "Kainuu"})):
+                criteria = Criteria(q=q, open_on=TODAY, **filters)
+                found = await search.search(conn, criteria, offset=0, limit=50)
+                assert found.total >= 1, (criteria, found)
+            await conn.rollback()
+    finally:
+        event.remove(engine.sync_engine, "after_cursor_execute", note)
+    missed = [statement for outcome, statement in compiled if outcome != str(CACHE_HIT)]
+    assert len(compiled) == 6  # a facet statement and a page for each search
+    assert (missed == []) is warmed, missed
