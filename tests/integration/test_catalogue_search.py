@@ -16,8 +16,7 @@ from sqlalchemy import event
 from sqlalchemy.engine.default import CACHE_HIT
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.catalogue import imports
-from services.catalogue import search
+from services.catalogue import imports, search
 from services.catalogue.app import build_api, warm_search
 from services.catalogue.domain import academic_year_of
 from services.catalogue.search import AnswerCache, Criteria
@@ -458,7 +457,11 @@ async def test_after_the_start_up_warming_a_common_search_compiles_no_statement(
     event.listen(engine.sync_engine, "after_cursor_execute", note)
     try:
         async with engine.connect() as conn:
-            for q, filters in (("funkt", {"subject": "mathematics"}), ("matem funkt", {}), (None, {"region": "Kainuu"})):
+            for q, filters in (
+                ("funkt", {"subject": "mathematics"}),
+                ("matem funkt", {}),
+                (None, {"region": "Kainuu"}),
+            ):
                 criteria = Criteria(q=q, open_on=TODAY, **filters)
                 found = await search.search(conn, criteria, offset=0, limit=50)
                 assert found.total >= 1, (criteria, found)
