@@ -1,14 +1,16 @@
 """`make bench`: the bare floor and the real system under the same load, on SQLite and PostgreSQL.
 
     python -m bench.run [--db sqlite,postgres] [--n 3000] [--concurrency 32] [--rates 100,200]
-                        [--rate-seconds 15] [--floor PATH] [--out bench-results] [--smoke]
+                        [--rate-seconds 15] [--spread 20] [--floor PATH] [--out bench-results] [--smoke]
                         [--only enrolment|latency] [--offerings 10000] [--searches 400]
                         [--report-rows 10000,1000000] [--report-requests 300] [--read-concurrency 4]
 
 For each database kind: ../shared/bench-floor/run.sh (flat out, then at 200/s) with this venv's Python;
 then a private Tarjotin (as `make run` starts it) driven through its gateway with POST /api/enrolments,
-flat out and at fixed rates. An enrolment is complete when the reporting service has recorded its
-`enrolment.confirmed` (request accepted → commitment accepted → enrolment confirmed → report updated);
+flat out and at fixed rates, the requests going to --spread offerings in turn; then flat out again with
+every request for one offering (the worst case: each transaction waits for that offering's seat row).
+An enrolment is complete when the reporting service has recorded its `enrolment.confirmed` (request
+accepted → commitment accepted → enrolment confirmed → report updated);
 times come from the services' own databases (reporting inbox, enrolment rows). Then, in the same system,
 the read paths (`bench/latency.py`): catalogue search over --offerings imported offerings, and every
 report endpoint over read models holding each of --report-rows enrolments. Prints tables and writes
@@ -189,12 +191,13 @@ async def bench_db(db: str, args: argparse.Namespace) -> dict[str, Any]:
 
 async def measure_enrolment(system: BenchSystem, args: argparse.Namespace, report: dict[str, Any]) -> None:
     db = system.db
-    total = args.n + sum(int(r * args.rate_seconds) for r in args.rates)
-    offering_count = max(1, -(-total // 9000))
-    home, offerings = await system.seed(offering_count, seats=10000)
+    total = args.n + sum(int(r * args.rate_seconds) for r in args.rates) + 50
+    spread = max(args.spread, -(-total // 9000))
+    home, offerings = await system.seed(spread + 1, seats=10000)
+    offerings, hot = offerings[:spread], offerings[spread:]
     await asyncio.sleep(1.0)  # let the offerings reach enrolment
     await measure_system(system, home, offerings, min(50, args.n), 8, 0, "warm")
-    print(f"[{db}] system, flat out", file=sys.stderr)
+    print(f"[{db}] system, flat out over {spread} offerings", file=sys.stderr)
     report["system"] = await measure_system(system, home, offerings, args.n, args.concurrency, 0, "flat")
     report["system_rates"] = []
     for rate in args.rates:
@@ -204,6 +207,9 @@ async def measure_enrolment(system: BenchSystem, args: argparse.Namespace, repor
                 system, home, offerings, int(rate * args.rate_seconds), args.concurrency, rate, f"r{int(rate)}"
             )
         )
+    # The worst case: every request for the same offering, so every transaction queues for its seat row.
+    print(f"[{db}] system, flat out, one offering", file=sys.stderr)
+    report["system_one_offering"] = await measure_system(system, home, hot, args.n, args.concurrency, 0, "hot")
 
 
 def table(results: list[dict[str, Any]]) -> str:
@@ -224,7 +230,10 @@ def table(results: list[dict[str, Any]]) -> str:
             f"{r['db']:9} {'floor 200/s':14} {f200.get('e2e_per_s', 0):>8} {'':>6} "
             f"{f200.get('lag_p50_ms', 0):>8} {f200.get('lag_p95_ms', 0):>8} {f200.get('lag_p99_ms', 0):>8}"
         )
-        for label, run in [("system flat", system)] + [(f"system {int(x['rate'])}/s", x) for x in r["system_rates"]]:
+        runs = [("system flat", system)] + [(f"system {int(x['rate'])}/s", x) for x in r["system_rates"]]
+        if "system_one_offering" in r:
+            runs.append(("1 offering flat", r["system_one_offering"]))
+        for label, run in runs:
             ratio = r["ratio_to_floor"] if run is system else ""
             lines.append(
                 f"{r['db']:9} {label:14} {run['e2e_per_s']:>8} {ratio!s:>6} {run['lag_p50_ms']:>8} "
@@ -241,6 +250,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--rates", default="100,200")
     parser.add_argument("--rate-seconds", type=float, default=15.0)
+    parser.add_argument(
+        "--spread",
+        type=int,
+        default=20,
+        help="offerings the enrolments go to in turn (an opening rush over many courses); one more run puts "
+        "them all on one offering, the worst case",
+    )
     parser.add_argument("--floor", default=str(ROOT.parent / "shared" / "bench-floor"))
     parser.add_argument("--out", default=str(ROOT / "bench-results"))
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, to prove the harness works")
@@ -261,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     args.rates = [float(r) for r in args.rates.split(",") if r]
     args.report_rows = [int(r) for r in args.report_rows.split(",") if r]
     if args.smoke:
-        args.n, args.rate_seconds, args.rates = 60, 0.5, [100.0]
+        args.n, args.rate_seconds, args.rates, args.spread = 60, 0.5, [100.0], 3
         args.offerings, args.searches, args.report_rows = 50, 40, [1000, 2000]
         args.report_requests, args.report_offerings, args.report_institutions = 25, 40, 6
     if args.only != "latency" and not (Path(args.floor) / "run.sh").exists():
@@ -284,7 +300,10 @@ def main(argv: list[str] | None = None) -> int:
         print(latency.latency_table(results))
     print(f"\nwritten: {path}")
     complete = all(
-        r["system"]["completed"] == r["system"]["accepted"] == r["system"]["n"] for r in results if "system" in r
+        run["completed"] == run["accepted"] == run["n"]
+        for r in results
+        if "system" in r
+        for run in (r["system"], *r["system_rates"], r["system_one_offering"])
     )
     answered = all(
         not r["latency"]["search"]["errors"] and not any(size["errors"] for size in r["latency"]["reports"]["sizes"])

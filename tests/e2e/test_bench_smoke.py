@@ -31,6 +31,8 @@ def test_the_benchmark_runs_end_to_end_and_reports_ratios_to_the_floor(tmp_path:
     assert system["e2e_per_s"] > 0 and result["ratio_to_floor"] > 0
     assert [run["rate"] for run in result["system_rates"]] == [100.0]
     assert "system flat" in done.stdout and "floor 200/s" in done.stdout
+    one = result["system_one_offering"]  # the worst case: every request for the same offering
+    assert one["completed"] == one["accepted"] == one["n"] > 0 and "1 offering flat" in done.stdout
     # Per hop (bench/hops.py): every event of the saga, staged → handled by each consumer, from the databases.
     hops = {(h["hop"], h["producer"], h["event"], h["consumer"]): h for h in result["system_rates"][0]["hops"]}
     for producer, event, consumer in (
