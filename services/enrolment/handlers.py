@@ -31,7 +31,7 @@ from services.enrolment.tables import (
     outbox,
     students,
 )
-from shared.bus import stage
+from shared.bus import stage, unstage
 from shared.db import insert_if_absent
 from shared.errors import Invalid, NotFound
 from shared.events import (
@@ -140,6 +140,12 @@ _UPDATE_STUDENT = (
     .values(name=sa.bindparam("b_name"), email=sa.bindparam("b_email"))
 )
 _INSERT_ENROLMENT = enrolments.insert()
+# An optimistically seated new enrolment whose offering turned out full (request_enrolment).
+_TO_WAITLIST = (
+    enrolments.update()
+    .where(enrolments.c.id == sa.bindparam("b_id"))
+    .values(holds_seat=False, created_at=sa.bindparam("at"), updated_at=sa.bindparam("at"))
+)
 
 # Race-free on both databases: the row lock / single writer serialises this conditional update.
 _HOLD_SEAT = (
@@ -338,28 +344,13 @@ async def request_enrolment(
         if found.active_id is not None:
             return False, await views.get_enrolment(conn, found.active_id)
 
+    # Optimistically seated: the enrolment row and its event are written first and the offering's seat
+    # row is locked last. Every request for the offering waits for that lock, on PostgreSQL until the
+    # holder commits, so it is held for as few statements as possible (with one hot offering the lock
+    # wait was most of a request's time: docs/performance.md). If the seats went meanwhile, the same
+    # transaction takes the event back and waitlists the row instead.
     enrolment_id = str(uuid.uuid4())
-    seat = await _hold_seat(conn, cmd.offering_id)
-    waitlist_seq = None
-    if not seat:
-        waitlist_seq = (await conn.execute(_NEXT_WAITLIST_SEQ, {"b_offering_id": cmd.offering_id})).scalar_one()
-    now = _now()  # taken under the offering's row lock, so creation times follow the waitlist order
-    status = Status.AWAITING_COMMITMENT if seat else Status.WAITLISTED
-    await conn.execute(
-        _INSERT_ENROLMENT,
-        {
-            "id": enrolment_id,
-            "offering_id": cmd.offering_id,
-            "student_id": student_id,
-            "home_institution_id": cmd.home_institution_id,
-            "status": status.value,
-            "holds_seat": seat,
-            "waitlist_seq": waitlist_seq,
-            "version": 1,
-            "created_at": now,
-            "updated_at": now,
-        },
-    )
+    now = _now()
     facts = {
         "enrolment_id": enrolment_id,
         "offering_id": cmd.offering_id,
@@ -368,19 +359,42 @@ async def request_enrolment(
         "student_ref": student_id,
         "academic_year": found.academic_year,
     }
+    await conn.execute(
+        _INSERT_ENROLMENT,
+        {
+            "id": enrolment_id,
+            "offering_id": cmd.offering_id,
+            "student_id": student_id,
+            "home_institution_id": cmd.home_institution_id,
+            "status": Status.AWAITING_COMMITMENT.value,
+            "holds_seat": True,
+            "waitlist_seq": None,
+            "version": 1,
+            "created_at": now,
+            "updated_at": now,
+        },
+    )
+    requested = EnrolmentRequested(
+        **facts,
+        member_price=found.member_price,
+        external_price=found.external_price,
+        free_cancellation_deadline=found.free_cancellation_deadline,
+    )
+    event = new_event(requested, source=SOURCE, subject=enrolment_id, sequence=1, correlation_id=correlation_id)
+    await stage(conn, outbox, event)
     position = None
-    event: EventData
-    if seat:
-        event = EnrolmentRequested(
-            **facts,
-            member_price=found.member_price,
-            external_price=found.external_price,
-            free_cancellation_deadline=found.free_cancellation_deadline,
+    status = Status.AWAITING_COMMITMENT
+    if not await _hold_seat(conn, cmd.offering_id):
+        await unstage(conn, outbox, event.id)
+        status = Status.WAITLISTED
+        waitlist_seq = (await conn.execute(_NEXT_WAITLIST_SEQ, {"b_offering_id": cmd.offering_id})).scalar_one()
+        now = _now()  # taken under the offering's row lock, so creation times follow the waitlist order
+        await conn.execute(
+            _TO_WAITLIST,
+            {"b_id": enrolment_id, "status": status.value, "waitlist_seq": waitlist_seq, "at": now},
         )
-    else:
         position = await views.waitlist_position(conn, cmd.offering_id, waitlist_seq)
-        event = EnrolmentWaitlisted(**facts, waitlist_position=position)
-    await _emit(conn, event, enrolment_id, 1, correlation_id)
+        await _emit(conn, EnrolmentWaitlisted(**facts, waitlist_position=position), enrolment_id, 1, correlation_id)
     return True, {
         "id": enrolment_id,
         "offering_id": cmd.offering_id,

@@ -69,6 +69,11 @@ async def stage(conn: AsyncConnection, outbox: sa.Table, *events: Envelope) -> N
         await conn.execute(insert, [dict(zip(columns, row, strict=True)) for row in rows])
 
 
+async def unstage(conn: AsyncConnection, outbox: sa.Table, event_id: str) -> None:
+    """Take back an event staged earlier in the same transaction (a write that turned out otherwise)."""
+    await conn.execute(outbox.delete().where(outbox.c.event_id == event_id))
+
+
 def to_message(event_id: str, payload: bytes, created_at: float) -> aio_pika.Message:
     return aio_pika.Message(
         payload,

@@ -96,6 +96,27 @@ async def test_the_requested_event_carries_the_offering_facts_and_prices(world: 
     }
 
 
+async def test_a_request_for_a_full_offering_stages_only_its_waitlisting(world: World) -> None:
+    """A request is written as seated before the seat row is locked (the lock is held for fewer statements);
+    when the seats are gone, the same transaction takes its `requested` event back and waitlists it."""
+    offering_id = await world.offering("sakky", seats=1)
+    seated = (await post(world, enrolment_body(offering_id, "kao", "F1"))).json()
+    waiting = (await post(world, enrolment_body(offering_id, "kao", "F2"))).json()
+    assert [e.subject for e in await staged(world, "enrolment.requested")] == [seated["id"]]
+    [waitlisted] = await staged(world, "enrolment.waitlisted")
+    assert (waitlisted.subject, waitlisted.sequence, waitlisted.data["waitlist_position"]) == (waiting["id"], 1, 1)
+    async with world.engine.connect() as conn:
+        row = (
+            await conn.execute(
+                sa.select(
+                    enrolments.c.status, enrolments.c.holds_seat, enrolments.c.waitlist_seq, enrolments.c.version
+                ).where(enrolments.c.id == waiting["id"])
+            )
+        ).one()
+        held = (await conn.execute(sa.select(offerings.c.held).where(offerings.c.id == offering_id))).scalar_one()
+    assert tuple(row) == ("waitlisted", False, 1, 1) and held == 1
+
+
 async def test_a_replay_gets_the_first_answer_even_after_the_offering_closed(world: World) -> None:
     offering_id = await world.offering("sakky")
     first = await post(world, enrolment_body(offering_id, "kao", "R1"), key="r1")
