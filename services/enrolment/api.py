@@ -143,8 +143,15 @@ async def request_enrolment(
     answered: list[str] = []
 
     async def work(conn: AsyncConnection) -> tuple[int, bytes]:
-        created, data = await handlers.request_enrolment(conn, cmd, correlation_id(request))
-        await audit.record(conn, audit_log, caller, "enrolment.request", data["id"])
+        audited: list[str] = []
+
+        async def audit_new(enrolment_id: str) -> None:  # before the seat row is locked (see the handler)
+            await audit.record(conn, audit_log, caller, "enrolment.request", enrolment_id)
+            audited.append(enrolment_id)
+
+        created, data = await handlers.request_enrolment(conn, cmd, correlation_id(request), before_seat=audit_new)
+        if not audited:  # an enrolment already active: the request is audited all the same
+            await audit.record(conn, audit_log, caller, "enrolment.request", data["id"])
         answered.append(data["id"])
         if created:  # built by the handler from values in hand, in EnrolmentRead's shape
             return 201, orjson.dumps(data, option=orjson.OPT_UTC_Z)

@@ -9,6 +9,7 @@ changed the row (RETURNING) or from values already in hand, not from a re-read.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -303,9 +304,16 @@ async def _emit_requested(conn: AsyncConnection, enrolment_id: str, version: int
 
 
 async def request_enrolment(
-    conn: AsyncConnection, cmd: RequestEnrolment, correlation_id: str, today: date | None = None
+    conn: AsyncConnection,
+    cmd: RequestEnrolment,
+    correlation_id: str,
+    today: date | None = None,
+    before_seat: Callable[[str], Awaitable[None]] | None = None,
 ) -> tuple[bool, dict[str, Any]]:
     """Hold a seat (or waitlist) for a student. Returns (created, enrolment).
+
+    `before_seat(enrolment_id)` runs for a new enrolment just before the offering's seat row is locked:
+    the caller's own writes for it (the audit row) then do not lengthen the time others wait for that lock.
 
     The hot path of an opening-day rush: one lookup of the offering, the home institution, the student
     and an active enrolment, the seat, the insert and the outbox row; the event and the answer are
@@ -382,6 +390,8 @@ async def request_enrolment(
     )
     event = new_event(requested, source=SOURCE, subject=enrolment_id, sequence=1, correlation_id=correlation_id)
     await stage(conn, outbox, event)
+    if before_seat is not None:
+        await before_seat(enrolment_id)
     position = None
     status = Status.AWAITING_COMMITMENT
     if not await _hold_seat(conn, cmd.offering_id):

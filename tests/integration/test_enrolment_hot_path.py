@@ -115,6 +115,17 @@ async def test_a_request_for_a_full_offering_stages_only_its_waitlisting(world: 
         ).one()
         held = (await conn.execute(sa.select(offerings.c.held).where(offerings.c.id == offering_id))).scalar_one()
     assert tuple(row) == ("waitlisted", False, 1, 1) and held == 1
+    again = (await post(world, enrolment_body(offering_id, "kao", "F2"))).json()  # already waitlisted: same one
+    assert again["id"] == waiting["id"]
+    async with world.engine.connect() as conn:  # each request audited once, new or not, seated or not
+        audited = (
+            await conn.execute(
+                sa.select(audit_log.c.target_id)
+                .where(audit_log.c.action == "enrolment.request")
+                .order_by(audit_log.c.at, audit_log.c.id)
+            )
+        ).scalars()
+        assert sorted(audited) == sorted([seated["id"], waiting["id"], waiting["id"]])
 
 
 async def test_a_replay_gets_the_first_answer_even_after_the_offering_closed(world: World) -> None:
