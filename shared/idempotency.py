@@ -135,10 +135,18 @@ async def run_once_raw(
     this is for work of a few statements (an enrolment), not for imports or invoice runs. When the
     work refuses (a domain error), the key is looked up before the refusal is answered, so a replay
     still gets the original answer (or 409).
+
+    The work must be safe to run again after a unique conflict with a concurrent request (two first
+    enrolments of the same student at once): it then runs once more and finds what the other wrote.
+    With a key that happens below, when no stored answer is found; without one, here.
     """
     if key is None:
-        async with engine.begin() as conn:
-            status, body = await work(conn)
+        try:
+            async with engine.begin() as conn:
+                status, body = await work(conn)
+        except IntegrityError:
+            async with engine.begin() as conn:
+                status, body = await work(conn)
         return status, body, False
     store = _statements(table).store
     for _ in range(2):

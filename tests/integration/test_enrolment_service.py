@@ -106,6 +106,19 @@ async def test_enrolling_twice_returns_the_same_enrolment(engine: AsyncEngine, c
     assert (await counts(engine))["enrolments"] == 1
 
 
+async def test_the_same_new_student_enrolling_twice_at_once_gets_one_enrolment_and_no_error(
+    engine: AsyncEngine, client: httpx.AsyncClient
+) -> None:
+    """Both requests insert the student (and the enrolment) before either commits: on PostgreSQL one of
+    them meets the other's unique key and runs again, finding what the other wrote (it was a 500)."""
+    await seed(engine, "o2b", seats=5)
+    for round_ in range(5):
+        responses = await asyncio.gather(*(client.post("", json=body("o2b", f"twin{round_}")) for _ in range(2)))
+        assert sorted(r.status_code for r in responses) == [200, 201], [r.text for r in responses]
+        assert responses[0].json()["id"] == responses[1].json()["id"]
+    assert (await counts(engine))["enrolments"] == 5
+
+
 async def test_an_idempotency_key_replays_the_answer_and_refuses_a_different_body(
     engine: AsyncEngine, client: httpx.AsyncClient
 ) -> None:
