@@ -316,8 +316,8 @@ async def request_enrolment(
     the caller's own writes for it (the audit row) then do not lengthen the time others wait for that lock.
 
     The hot path of an opening-day rush: one lookup of the offering, the home institution, the student
-    and an active enrolment, the seat, the insert and the outbox row; the event and the answer are
-    built from values in hand rather than read back.
+    and an active enrolment, the insert, the outbox row and `before_seat`, then the seat (locked last);
+    the event and the answer are built from values in hand rather than read back.
     """
     student = cmd.student
     found = (
