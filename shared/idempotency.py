@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from shared.errors import Conflict, DomainError
 
 Work = Callable[[AsyncConnection], Awaitable[tuple[int, dict[str, Any]]]]
-RawWork = Callable[[AsyncConnection], Awaitable[tuple[int, bytes]]]
+RawWork = Callable[[AsyncConnection, "Answer"], Awaitable[tuple[int, bytes]]]
 KEEP_S = 24 * 3600
 
 
@@ -49,6 +49,7 @@ class _Statements:
     recall: sa.Select[Any]
     forget: sa.Delete
     store: sa.Insert
+    restore: sa.Update
 
 
 @functools.cache
@@ -59,6 +60,7 @@ def _statements(table: sa.Table) -> _Statements:
         recall=sa.select(c.fingerprint, c.status, c.body, c.created_at).where(c.key == sa.bindparam("key")),
         forget=table.delete().where(c.key == sa.bindparam("key")),
         store=table.insert(),
+        restore=table.update().where(c.key == sa.bindparam("b_key")),
     )
 
 
@@ -123,18 +125,45 @@ async def run_once(
     return stored[0], orjson.loads(stored[1]), True
 
 
+class Answer:
+    """The stored answer of one `run_once_raw` run under an Idempotency-Key.
+
+    The work may store the answer it expects to give early (`store`), e.g. before it takes a row lock
+    that other requests queue for, so that the key's insert does not lengthen that wait; whatever it
+    returns in the end is stored after it (as an update if it differs from the early one). A key
+    already stored fails the early insert just as it would fail the late one. Without a key, nothing
+    is stored.
+    """
+
+    __slots__ = ("_key", "_print", "_statements", "_stored")
+
+    def __init__(self, table: sa.Table, key: str | None, print_: str) -> None:
+        self._key, self._print, self._statements = key, print_, _statements(table)
+        self._stored: tuple[int, bytes] | None = None
+
+    async def store(self, conn: AsyncConnection, status: int, body: bytes) -> None:
+        if self._key is None or self._stored == (status, body):
+            return
+        if self._stored is None:
+            row = {"key": self._key, "fingerprint": self._print, "status": status, "body": body}
+            await conn.execute(self._statements.store, {**row, "created_at": time.time()})
+        else:
+            await conn.execute(self._statements.restore, {"b_key": self._key, "status": status, "body": body})
+        self._stored = (status, body)
+
+
 async def run_once_raw(
     engine: AsyncEngine, table: sa.Table, key: str | None, print_: str, work: RawWork
 ) -> tuple[int, bytes, bool]:
     """`run_once` for cheap work that answers with JSON bytes, stored and replayed as they are.
 
     `print_` is the request's `fingerprint`. Optimistic: the work runs first and the key is stored
-    after it, in the same transaction; a key already stored fails that insert, the transaction
-    (the work too) rolls back and the stored answer is given instead. New keys, nearly all of them,
-    pay one statement instead of two; a replay pays for running the work and rolling it back, so
-    this is for work of a few statements (an enrolment), not for imports or invoice runs. When the
-    work refuses (a domain error), the key is looked up before the refusal is answered, so a replay
-    still gets the original answer (or 409).
+    with its answer in the same transaction (after it, or early through `Answer.store`); a key already
+    stored fails that insert, the transaction (the work too) rolls back and the stored answer is given
+    instead. New keys, nearly all of them, pay one statement instead of two; a replay pays for running
+    the work and rolling it back, so this is for work of a few statements (an enrolment), not for
+    imports or invoice runs. When the work refuses (a domain error), the key is looked up before the
+    refusal is answered, so a replay still gets the original answer (or 409).
 
     The work must be safe to run again after a unique conflict with a concurrent request (two first
     enrolments of the same student at once): it then runs once more and finds what the other wrote.
@@ -143,18 +172,17 @@ async def run_once_raw(
     if key is None:
         try:
             async with engine.begin() as conn:
-                status, body = await work(conn)
+                status, body = await work(conn, Answer(table, None, print_))
         except IntegrityError:
             async with engine.begin() as conn:
-                status, body = await work(conn)
+                status, body = await work(conn, Answer(table, None, print_))
         return status, body, False
-    store = _statements(table).store
     for _ in range(2):
         try:
             async with engine.begin() as conn:
-                status, body = await work(conn)
-                row = {"key": key, "fingerprint": print_, "status": status, "body": body, "created_at": time.time()}
-                await conn.execute(store, row)
+                answer = Answer(table, key, print_)
+                status, body = await work(conn, answer)
+                await answer.store(conn, status, body)
             return status, body, False
         except IntegrityError:
             pass  # the key is stored (or a concurrent request with it won): answer with the stored response

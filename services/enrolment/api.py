@@ -17,7 +17,7 @@ from services.enrolment.tables import audit_log, idempotency_keys
 from shared import audit
 from shared.auth import Principal, Role, require
 from shared.http import AUTH_RESPONSES, ListOf, PageDep, correlation_id, problem_responses
-from shared.idempotency import fingerprint, run_once_raw, scoped_key
+from shared.idempotency import Answer, fingerprint, run_once_raw, scoped_key
 from shared.service import EngineDep
 
 router = APIRouter(tags=["enrolments"])
@@ -142,18 +142,22 @@ async def request_enrolment(
 
     answered: list[str] = []
 
-    async def work(conn: AsyncConnection) -> tuple[int, bytes]:
-        audited: list[str] = []
+    async def work(conn: AsyncConnection, answer: Answer) -> tuple[int, bytes]:
+        early: list[tuple[dict[str, Any], bytes]] = []
 
-        async def audit_new(enrolment_id: str) -> None:  # before the seat row is locked (see the handler)
-            await audit.record(conn, audit_log, caller, "enrolment.request", enrolment_id)
-            audited.append(enrolment_id)
+        async def before_seat(seated: dict[str, Any]) -> None:  # before the seat row is locked (see the handler)
+            await audit.record(conn, audit_log, caller, "enrolment.request", seated["id"])
+            body = orjson.dumps(seated, option=orjson.OPT_UTC_Z)  # EnrolmentRead's shape, built by the handler
+            await answer.store(conn, 201, body)
+            early.append((seated, body))
 
-        created, data = await handlers.request_enrolment(conn, cmd, correlation_id(request), before_seat=audit_new)
-        if not audited:  # an enrolment already active: the request is audited all the same
-            await audit.record(conn, audit_log, caller, "enrolment.request", data["id"])
+        created, data = await handlers.request_enrolment(conn, cmd, correlation_id(request), before_seat=before_seat)
         answered.append(data["id"])
-        if created:  # built by the handler from values in hand, in EnrolmentRead's shape
+        if early and early[0][0] is data:  # seated, as answered early
+            return 201, early[0][1]
+        if not early:  # an enrolment already active: the request is audited all the same
+            await audit.record(conn, audit_log, caller, "enrolment.request", data["id"])
+        if created:  # waitlisted instead
             return 201, orjson.dumps(data, option=orjson.OPT_UTC_Z)
         return 200, EnrolmentRead.model_validate(data).model_dump_json().encode()
 

@@ -308,12 +308,14 @@ async def request_enrolment(
     cmd: RequestEnrolment,
     correlation_id: str,
     today: date | None = None,
-    before_seat: Callable[[str], Awaitable[None]] | None = None,
+    before_seat: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
 ) -> tuple[bool, dict[str, Any]]:
     """Hold a seat (or waitlist) for a student. Returns (created, enrolment).
 
-    `before_seat(enrolment_id)` runs for a new enrolment just before the offering's seat row is locked:
-    the caller's own writes for it (the audit row) then do not lengthen the time others wait for that lock.
+    `before_seat(answer)` runs for a new enrolment just before the offering's seat row is locked, with
+    the answer it gets if a seat is free (`awaiting_commitment`): the caller's own writes for it (the
+    audit row, the Idempotency-Key's stored answer) then do not lengthen the time others wait for that
+    lock. If the offering turns out full, the returned answer (`waitlisted`) is a new dict.
 
     The hot path of an opening-day rush: one lookup of the offering, the home institution, the student
     and an active enrolment, the insert, the outbox row and `before_seat`, then the seat (locked last);
@@ -390,27 +392,12 @@ async def request_enrolment(
     )
     event = new_event(requested, source=SOURCE, subject=enrolment_id, sequence=1, correlation_id=correlation_id)
     await stage(conn, outbox, event)
-    if before_seat is not None:
-        await before_seat(enrolment_id)
-    position = None
-    status = Status.AWAITING_COMMITMENT
-    if not await _hold_seat(conn, cmd.offering_id):
-        await unstage(conn, outbox, event.id)
-        status = Status.WAITLISTED
-        waitlist_seq = (await conn.execute(_NEXT_WAITLIST_SEQ, {"b_offering_id": cmd.offering_id})).scalar_one()
-        now = _now()  # taken under the offering's row lock, so creation times follow the waitlist order
-        await conn.execute(
-            _TO_WAITLIST,
-            {"b_id": enrolment_id, "status": status.value, "waitlist_seq": waitlist_seq, "at": now},
-        )
-        position = await views.waitlist_position(conn, cmd.offering_id, waitlist_seq)
-        await _emit(conn, EnrolmentWaitlisted(**facts, waitlist_position=position), enrolment_id, 1, correlation_id)
-    return True, {
+    seated = {
         "id": enrolment_id,
         "offering_id": cmd.offering_id,
         "home_institution_id": cmd.home_institution_id,
-        "status": status,
-        "waitlist_position": position,
+        "status": Status.AWAITING_COMMITMENT,
+        "waitlist_position": None,
         "student_ref": student_id,
         "student": {"learner_id": student.learner_id, "name": student.name, "email": student.email, "erased": False},
         "commitment_id": None,
@@ -419,6 +406,21 @@ async def request_enrolment(
         "created_at": now,
         "updated_at": now,
     }
+    if before_seat is not None:
+        await before_seat(seated)
+    if await _hold_seat(conn, cmd.offering_id):
+        return True, seated
+    await unstage(conn, outbox, event.id)
+    waitlist_seq = (await conn.execute(_NEXT_WAITLIST_SEQ, {"b_offering_id": cmd.offering_id})).scalar_one()
+    now = _now()  # taken under the offering's row lock, so creation times follow the waitlist order
+    await conn.execute(
+        _TO_WAITLIST,
+        {"b_id": enrolment_id, "status": Status.WAITLISTED.value, "waitlist_seq": waitlist_seq, "at": now},
+    )
+    position = await views.waitlist_position(conn, cmd.offering_id, waitlist_seq)
+    await _emit(conn, EnrolmentWaitlisted(**facts, waitlist_position=position), enrolment_id, 1, correlation_id)
+    waitlisted = {"status": Status.WAITLISTED, "waitlist_position": position, "created_at": now, "updated_at": now}
+    return True, {**seated, **waitlisted}
 
 
 async def _transition(conn: AsyncConnection, enrolment_id: str, new_status: Status, **values: Any) -> sa.Row[Any]:

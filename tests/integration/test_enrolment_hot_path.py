@@ -128,6 +128,58 @@ async def test_a_request_for_a_full_offering_stages_only_its_waitlisting(world: 
         assert sorted(audited) == sorted([seated["id"], waiting["id"], waiting["id"]])
 
 
+def writes_during(world: World) -> Any:
+    """Collects the table each INSERT/UPDATE/DELETE run through SQLAlchemy touches, in order."""
+    seen: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        found = re.match(r"\s*(INSERT INTO|UPDATE|DELETE FROM)\s+\"?(\w+)", statement)
+        if found:
+            seen.append(f"{found.group(1).split()[0]} {found.group(2)}")
+
+    class Listening:
+        def __enter__(self) -> list[str]:
+            sa.event.listen(world.engine.sync_engine, "before_cursor_execute", record)
+            return seen
+
+        def __exit__(self, *_exc: object) -> None:
+            sa.event.remove(world.engine.sync_engine, "before_cursor_execute", record)
+
+    return Listening()
+
+
+async def test_the_key_and_audit_rows_are_written_before_the_seat_row_is_locked(world: World) -> None:
+    """Every request for an offering queues for its seat row's lock (on PostgreSQL until the holder
+    commits), so a request writes its own rows first, its stored Idempotency-Key answer too, and the seat
+    update is its last statement before the commit."""
+    offering_id = await world.offering("sakky", seats=5)
+    with writes_during(world) as seen:
+        answer = await post(world, enrolment_body(offering_id, "kao", "L1"), key="l1")
+    assert answer.status_code == 201
+    assert seen[-1] == "UPDATE offerings"
+    assert {"INSERT idempotency_keys", "INSERT audit_log", "INSERT enrolments"} <= set(seen[:-1])
+    replay = await post(world, enrolment_body(offering_id, "kao", "L1"), key="l1")
+    assert (replay.status_code, replay.content) == (200, answer.content)
+
+
+async def test_a_waitlisted_request_stores_its_waitlisted_answer_under_its_key(world: World) -> None:
+    """The key's answer is stored before the seat is tried, as if seated; a full offering corrects it."""
+    offering_id = await world.offering("sakky", seats=1)
+    await post(world, enrolment_body(offering_id, "kao", "W1"), key="w1")
+    with writes_during(world) as seen:
+        waiting = await post(world, enrolment_body(offering_id, "kao", "W2"), key="w2")
+    assert (waiting.status_code, waiting.json()["status"], waiting.json()["waitlist_position"]) == (
+        201,
+        "waitlisted",
+        1,
+    )
+    assert seen.count("UPDATE idempotency_keys") == 1
+    replay = await post(world, enrolment_body(offering_id, "kao", "W2"), key="w2")
+    assert (replay.status_code, replay.content) == (200, waiting.content)
+    assert (await world.client.get(f"/{waiting.json()['id']}", headers=COUNSELLOR)).json() == waiting.json()
+    assert await world.count(idempotency_keys) == 2
+
+
 async def test_a_replay_gets_the_first_answer_even_after_the_offering_closed(world: World) -> None:
     offering_id = await world.offering("sakky")
     first = await post(world, enrolment_body(offering_id, "kao", "R1"), key="r1")
