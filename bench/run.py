@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import json
 import os
+import platform
 import subprocess
 import sys
 import tempfile
@@ -212,6 +213,25 @@ async def measure_enrolment(system: BenchSystem, args: argparse.Namespace, repor
     report["system_one_offering"] = await measure_system(system, home, hot, args.n, args.concurrency, 0, "hot")
 
 
+def machine() -> dict[str, Any]:
+    """What ran the bench, so that figures from different machines (or days) can be told apart: the CPU
+    and a pure-Python yardstick (best of three `sum(range(10**7))`; ~0.1 s on a fast core)."""
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if "model name" in line
+        ),
+        platform.processor() or "unknown",
+    )
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        sum(range(10**7))
+        times.append(time.perf_counter() - started)
+    return {"cpu": model, "cores": os.cpu_count(), "python_yardstick_s": round(min(times), 3)}
+
+
 def table(results: list[dict[str, Any]]) -> str:
     lines = [
         f"{'db':9} {'run':14} {'e2e/s':>8} {'ratio':>6} {'lag p50':>8} {'p95':>8} {'p99':>8} "
@@ -286,11 +306,19 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    host = machine()
+    print(
+        f"machine: {host['cpu']}, {host['cores']} cores, Python yardstick {host['python_yardstick_s']} s",
+        file=sys.stderr,
+    )
     results = [asyncio.run(bench_db(db, args)) for db in args.db.split(",") if db]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"bench-{datetime.now().strftime('%Y%m%dT%H%M%S')}.json"
-    path.write_text(json.dumps({"args": {k: v for k, v in vars(args).items()}, "results": results}, indent=2))
+    path.write_text(
+        json.dumps({"args": {k: v for k, v in vars(args).items()}, "machine": host, "results": results}, indent=2)
+    )
+    print(f"machine: {host['cpu']}, {host['cores']} cores, Python yardstick {host['python_yardstick_s']} s")
     if any("system" in r for r in results):
         print(table(results))
         for r in results:

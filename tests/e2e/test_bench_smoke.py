@@ -24,7 +24,10 @@ def test_the_benchmark_runs_end_to_end_and_reports_ratios_to_the_floor(tmp_path:
     )
     assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-2000:]
     [written] = tmp_path.glob("bench-*.json")
-    result = json.loads(written.read_text())["results"][0]
+    written_json = json.loads(written.read_text())
+    result = written_json["results"][0]
+    assert written_json["machine"]["cores"] >= 1 and written_json["machine"]["python_yardstick_s"] > 0
+    assert "Python yardstick" in done.stdout
     assert result["floor"]["ok"] is True
     system = result["system"]
     assert system["completed"] == system["accepted"] == system["n"] > 0
