@@ -28,7 +28,10 @@ def test_the_benchmark_runs_end_to_end_and_reports_ratios_to_the_floor(tmp_path:
     result = written_json["results"][0]
     assert written_json["machine"]["cores"] >= 1 and written_json["machine"]["python_yardstick_s"] > 0
     assert "Python yardstick" in done.stdout
-    assert result["floor"]["ok"] is True
+    assert result["floor"]["ok"] is True and result["floor_after"]["ok"] is True
+    floors = (result["floor"]["e2e_per_s"] + result["floor_after"]["e2e_per_s"]) / 2
+    assert result["ratio_to_floor"] == round(result["system"]["e2e_per_s"] / floors, 2)
+    assert "floor after" in done.stdout
     system = result["system"]
     assert system["completed"] == system["accepted"] == system["n"] > 0
     assert system["e2e_per_s"] > 0 and result["ratio_to_floor"] > 0
