@@ -15,7 +15,7 @@ from services.reporting.tables import inbox
 from shared.bus import Consumer
 from shared.db import make_engine
 from shared.events import Envelope
-from tests.integration.test_reporting_order import reset
+from tests.integration.test_reporting_ordering import reset
 from tests.integration.test_reporting_scenario import all_reports, feed, scenario
 from tests.support.infra import database, migrate
 
