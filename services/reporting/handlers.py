@@ -5,9 +5,10 @@ rebuilds may run it again) and order-proof: an event whose `sequence` is not new
 row holds changes nothing, and counters move only by the difference between an aggregate's old and
 new contribution (`domain.*_contribution`), i.e. only when its state actually changes.
 
-Within a transaction (a consumer batch), the event-store rows and the counter deltas are kept back and
-written as it commits, one statement per table with the deltas summed per row; the state rows are
-written at once (their upsert says whether anything changed). See `_write_pending`.
+Within a transaction (a consumer batch), the event-store rows, the aggregates' newest state rows and the
+counter deltas are kept back and written as it commits, one statement per table: the state upsert
+returns each aggregate's previous state, and the counters move by the difference (an aggregate's
+events in one batch collapse into its newest: the differences telescope). See `_write_pending`.
 """
 
 from __future__ import annotations
@@ -132,6 +133,19 @@ class _Pending:
     raise_generation: bool = False
     events: list[dict[str, Any]] = field(default_factory=list)
     counters: dict[sa.Table, dict[tuple[Any, ...], dict[str, Any]]] = field(default_factory=dict)
+    states: dict[sa.Table, dict[str, _State]] = field(default_factory=dict)
+
+
+Counted = list[tuple[sa.Table, dict[str, Any], dict[str, int]]]
+
+
+@dataclass
+class _State:
+    """An aggregate's newest state row in this transaction, and what its change adds to which counters
+    given the state it replaces (None for a new aggregate)."""
+
+    row: dict[str, Any]
+    deltas: Callable[[Any], Counted]
 
 
 def _pending(conn: AsyncConnection) -> _Pending | None:
@@ -166,6 +180,10 @@ async def add_to_counters(
         params = {**key, **{name: delta.get(name, 0) for name in _counter_columns(table) if name not in key}}
         await conn.execute(_add_statement(_dialect(conn), table), params)
         return
+    _add_pending(pending, table, key, delta)
+
+
+def _add_pending(pending: _Pending, table: sa.Table, key: Mapping[str, Any], delta: Mapping[str, int]) -> None:
     rows = pending.counters.setdefault(table, {})
     row_key = tuple(key.values())
     row = rows.get(row_key)
@@ -191,6 +209,7 @@ def _write_pending(sync: sa.Connection) -> None:
     dialect = postgresql if sync.dialect.name == "postgresql" else sqlite
     if pending.events:
         sync.execute(_store_statement(dialect), pending.events)
+    _write_states(sync, pending)
     for table, rows in pending.counters.items():
         sync.execute(_add_statement(dialect, table), [rows[key] for key in sorted(rows)])
     if pending.raise_generation:  # last: the one row every batch writes stays locked the shortest time
@@ -299,14 +318,17 @@ async def project_offering_cancelled(conn: AsyncConnection, event: Envelope) -> 
 
 
 @functools.cache
-def _advance_statement(dialect: Any, table: sa.Table, key: str, previous: tuple[tuple[str, str], ...]) -> sa.Insert:
+def _advance_statement(
+    dialect: Any, table: sa.Table, key: str, previous: tuple[tuple[str, str], ...], with_key: bool = False
+) -> sa.Insert:
     stmt = dialect.insert(table)
     kept = {prev for prev, _ in previous}
     changes: dict[str, Any] = {prev: table.c[current] for prev, current in previous}  # the row as it was
     changes.update({c.name: stmt.excluded[c.name] for c in table.columns if c.name != key and c.name not in kept})
+    returned = [table.c[key]] if with_key else []
     return stmt.on_conflict_do_update(
         index_elements=[key], set_=changes, where=table.c.version < stmt.excluded.version
-    ).returning(*(table.c[prev] for prev, _ in previous))
+    ).returning(*returned, *(table.c[prev] for prev, _ in previous))
 
 
 async def advance_state(
@@ -331,6 +353,83 @@ COMMITMENT_PREVIOUS = (
     ("prev_amount", "amount"),
     ("prev_chargeable_amount", "chargeable_amount"),
 )
+_STATE_TABLES: dict[sa.Table, tuple[str, tuple[tuple[str, str], ...]]] = {
+    enrolment_states: ("enrolment_id", ENROLMENT_PREVIOUS),
+    commitment_states: ("commitment_id", COMMITMENT_PREVIOUS),
+}
+# Aggregates a transaction keeps back before it writes them early (a rebuild replays every event in one
+# transaction): bounds the memory; costs one statement per table per this many aggregates.
+MAX_PENDING_STATES = 1000
+_INT_BITS = ((sa.BigInteger, 63), (sa.SmallInteger, 15), (sa.Integer, 31))  # subclasses first
+
+
+@functools.cache
+def _limits(table: sa.Table) -> tuple[tuple[str, str, int], ...]:
+    """(column, kind, limit) of a table's length-limited strings and integers."""
+    found = []
+    for column in table.columns:
+        kind = column.type.impl if isinstance(column.type, sa.TypeDecorator) else column.type
+        if isinstance(kind, sa.String) and kind.length:
+            found.append((column.name, "length", kind.length))
+        else:
+            bits = next((bits for integer, bits in _INT_BITS if isinstance(kind, integer)), None)
+            if bits is not None:
+                found.append((column.name, "integer", 2**bits))
+    return tuple(found)
+
+
+def _check_fits(table: sa.Table, row: Mapping[str, Any]) -> None:
+    """Refuse, now, a row PostgreSQL would refuse when the batch commits: that would fail the whole batch
+    again and again (the consumer retries database failures), where this fails the one message."""
+    for name, kind, limit in _limits(table):
+        value: Any = row.get(name)
+        if value is None:
+            continue
+        if isinstance(value, Decimal):  # money: euros kept as integer cents (fractions refused by to_cents)
+            value = value * 100
+        if (kind == "length" and len(value) > limit) or (kind == "integer" and not -limit <= value < limit):
+            raise ValueError(f"{table.name}.{name} cannot hold {row[name]!r}")
+
+
+async def advance_state_and_count(
+    conn: AsyncConnection, table: sa.Table, row: dict[str, Any], deltas: Callable[[Any], Counted]
+) -> None:
+    """`advance_state`, then the counters moved by `deltas(previous)` if the state changed.
+
+    Inside a transaction (a consumer batch, a rebuild) both wait for the commit (`_write_states`): the
+    aggregate's newest row of the batch is written with the others of its table in one upsert, and the
+    counters move by the difference from the state it replaced: the same sum as event by event.
+    """
+    key, previous = _STATE_TABLES[table]
+    pending = _pending(conn)
+    if pending is None:
+        changed, before = await advance_state(conn, table, key, previous, row)
+        if changed:
+            for counter_table, counter_key, delta in deltas(before):
+                await add_to_counters(conn, counter_table, counter_key, delta)
+        return
+    if conn.dialect.name == "postgresql":
+        _check_fits(table, row)
+    states = pending.states.setdefault(table, {})
+    held = states.get(row[key])
+    if held is None or held.row["version"] < row["version"]:
+        states[row[key]] = _State(row, deltas)
+    if sum(len(rows) for rows in pending.states.values()) >= MAX_PENDING_STATES:
+        await conn.run_sync(_write_states, pending)
+
+
+def _write_states(sync: sa.Connection, pending: _Pending) -> None:
+    """Write the kept-back state rows, one upsert per table in key order; add what changed to the counters."""
+    dialect = postgresql if sync.dialect.name == "postgresql" else sqlite
+    for table, states in pending.states.items():
+        key, previous = _STATE_TABLES[table]
+        rows = [{**states[k].row, **{prev: None for prev, _ in previous}} for k in sorted(states)]
+        for returned in sync.execute(_advance_statement(dialect, table, key, previous, with_key=True), rows):
+            before = None if returned[1] is None else tuple(returned[1:])
+            for counter_table, counter_key, delta in states[returned[0]].deltas(before):
+                if any(delta.values()):
+                    _add_pending(pending, counter_table, counter_key, delta)
+    pending.states.clear()
 
 
 async def project_enrolment(conn: AsyncConnection, event: Envelope) -> None:
@@ -359,20 +458,21 @@ async def project_enrolment(conn: AsyncConnection, event: Envelope) -> None:
         "version": event.sequence,
     }
     row = {"enrolment_id": facts.enrolment_id, **values}
-    changed, previous = await advance_state(conn, enrolment_states, "enrolment_id", ENROLMENT_PREVIOUS, row)
-    if not changed:
-        return
-    old = None if previous is None else domain.EnrolmentState(*previous)
-    delta = _difference(domain.enrolment_contribution(new), domain.enrolment_contribution(old))
     dims = {"provider_id": facts.provider_id, "academic_year": facts.academic_year}
-    await add_to_counters(conn, offering_counts, {"offering_id": facts.offering_id, **dims}, delta)
-    await add_to_counters(
-        conn,
-        offering_home_counts,
-        {"offering_id": facts.offering_id, "home_institution_id": facts.home_institution_id, **dims},
-        delta,
-    )
-    await add_to_counters(conn, home_provider_counts, {"home_institution_id": facts.home_institution_id, **dims}, delta)
+    offering_key = {"offering_id": facts.offering_id, **dims}
+    offering_home_key = {"offering_id": facts.offering_id, "home_institution_id": facts.home_institution_id, **dims}
+    home_key = {"home_institution_id": facts.home_institution_id, **dims}
+
+    def deltas(previous: Any) -> Counted:
+        old = None if previous is None else domain.EnrolmentState(*previous)
+        delta = _difference(domain.enrolment_contribution(new), domain.enrolment_contribution(old))
+        return [
+            (offering_counts, offering_key, delta),
+            (offering_home_counts, offering_home_key, delta),
+            (home_provider_counts, home_key, delta),
+        ]
+
+    await advance_state_and_count(conn, enrolment_states, row, deltas)
 
 
 async def project_commitment(conn: AsyncConnection, event: Envelope) -> None:
@@ -399,16 +499,18 @@ async def project_commitment(conn: AsyncConnection, event: Envelope) -> None:
         "version": event.sequence,
     }
     row = {"commitment_id": facts.commitment_id, **values}
-    changed, previous = await advance_state(conn, commitment_states, "commitment_id", COMMITMENT_PREVIOUS, row)
-    if not changed:
-        return
-    old = None
-    if previous is not None:
-        status, amount, charged = previous
-        old = domain.CommitmentState(status, domain.to_cents(amount), domain.to_cents(charged))
-    delta = _difference(domain.commitment_contribution(new), domain.commitment_contribution(old))
     key = {"academic_year": facts.academic_year, "payee_id": facts.payee_id, "payer_id": facts.payer_id}
-    await add_to_counters(conn, billing_counts, key, delta)
+
+    def deltas(previous: Any) -> Counted:
+        old = None
+        if previous is not None:
+            status, amount, charged = previous
+            old = domain.CommitmentState(status, domain.to_cents(amount), domain.to_cents(charged))
+        return [
+            (billing_counts, key, _difference(domain.commitment_contribution(new), domain.commitment_contribution(old)))
+        ]
+
+    await advance_state_and_count(conn, commitment_states, row, deltas)
 
 
 async def project_invoice(conn: AsyncConnection, event: Envelope) -> None:
