@@ -463,9 +463,11 @@ async def project_enrolment(conn: AsyncConnection, event: Envelope) -> None:
     offering_home_key = {"offering_id": facts.offering_id, "home_institution_id": facts.home_institution_id, **dims}
     home_key = {"home_institution_id": facts.home_institution_id, **dims}
 
+    contribution = domain.enrolment_contribution(new)  # now: a refusal fails this message, not the commit
+
     def deltas(previous: Any) -> Counted:
         old = None if previous is None else domain.EnrolmentState(*previous)
-        delta = _difference(domain.enrolment_contribution(new), domain.enrolment_contribution(old))
+        delta = _difference(contribution, domain.enrolment_contribution(old))
         return [
             (offering_counts, offering_key, delta),
             (offering_home_counts, offering_home_key, delta),
@@ -486,7 +488,7 @@ async def project_commitment(conn: AsyncConnection, event: Envelope) -> None:
     if event.routing_key == "commitment.chargeable":
         chargeable = CommitmentChargeable.model_validate(event.data).chargeable_amount
     new = domain.CommitmentState(status, domain.to_cents(facts.amount), domain.to_cents(chargeable))
-    domain.commitment_contribution(new)  # refuses an unknown status before anything is written
+    contribution = domain.commitment_contribution(new)  # refuses an unknown status before anything is written
     values = {
         "enrolment_id": facts.enrolment_id,
         "offering_id": facts.offering_id,
@@ -506,9 +508,7 @@ async def project_commitment(conn: AsyncConnection, event: Envelope) -> None:
         if previous is not None:
             status, amount, charged = previous
             old = domain.CommitmentState(status, domain.to_cents(amount), domain.to_cents(charged))
-        return [
-            (billing_counts, key, _difference(domain.commitment_contribution(new), domain.commitment_contribution(old)))
-        ]
+        return [(billing_counts, key, _difference(contribution, domain.commitment_contribution(old)))]
 
     await advance_state_and_count(conn, commitment_states, row, deltas)
 
