@@ -16,11 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.reporting.app import build_api
 from services.reporting.export import XLSX
 from services.reporting.settings import Settings
-from shared.db import make_engine
 from shared.events import LocalizedText
-from tests.integration.test_reporting_scenario import YEAR, feed, scenario
+from tests.integration.test_reporting_scenario import YEAR, feed, reporting_engine, scenario
 from tests.support.apps import app_on, client_of
-from tests.support.infra import database, migrate
 
 pytestmark = pytest.mark.integration
 TITLE = "Mekaniikka – työ ja energia (Åbo)"
@@ -28,14 +26,11 @@ TITLE = "Mekaniikka – työ ja energia (Åbo)"
 
 @pytest.fixture
 async def engine(db_kind: str, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    async with database(db_kind, tmp_path, "reporting_api") as url:
-        await migrate("reporting", url)
-        engine = make_engine(url)
+    async with reporting_engine(db_kind, tmp_path, "reporting_api") as engine:
         network = scenario()
         network.update_offering("O2", titles=LocalizedText(fi=TITLE))
         await feed(engine, network.events)
         yield engine
-        await engine.dispose()
 
 
 @pytest.fixture

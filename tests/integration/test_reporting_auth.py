@@ -26,11 +26,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.reporting.app import build_api
 from services.reporting.export import XLSX
 from services.reporting.settings import Settings
-from shared.db import make_engine
-from tests.integration.test_reporting_scenario import YEAR, Network, feed
+from tests.integration.test_reporting_scenario import YEAR, Network, feed, reporting_engine
 from tests.support.apps import app_on, client_of
 from tests.support.auth import ADMIN, bearer
-from tests.support.infra import DB_KINDS, ROOT, database, migrate
+from tests.support.infra import DB_KINDS, ROOT
 
 pytestmark = pytest.mark.integration
 REPORTS = ("/participants", "/completions", "/billing", "/supply-demand", "/follow-up/alpha")
@@ -82,12 +81,11 @@ async def engine(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[AsyncEngine]:
     """One fed database per kind for the whole module: every test here only reads."""
-    async with database(str(request.param), tmp_path_factory.mktemp("reporting_auth"), "reporting_auth") as url:
-        await migrate("reporting", url)
-        engine = make_engine(url)
+    async with reporting_engine(
+        str(request.param), tmp_path_factory.mktemp("reporting_auth"), "reporting_auth"
+    ) as engine:
         await feed(engine, network().events)
         yield engine
-        await engine.dispose()
 
 
 @pytest.fixture(scope="module")

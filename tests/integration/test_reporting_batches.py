@@ -16,22 +16,17 @@ from services.reporting import handlers
 from services.reporting.consumers import SUBSCRIPTIONS
 from services.reporting.tables import inbox
 from shared.bus import Consumer
-from shared.db import make_engine
 from shared.events import Envelope
 from tests.integration.test_reporting_ordering import reset
-from tests.integration.test_reporting_scenario import all_reports, feed, scenario
-from tests.support.infra import database, migrate
+from tests.integration.test_reporting_scenario import all_reports, feed, reporting_engine, scenario
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 async def engine(db_kind: str, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    async with database(db_kind, tmp_path, "reporting_batches") as url:
-        await migrate("reporting", url)
-        engine = make_engine(url)
+    async with reporting_engine(db_kind, tmp_path, "reporting_batches") as engine:
         yield engine
-        await engine.dispose()
 
 
 def consumer(engine: AsyncEngine) -> Consumer:

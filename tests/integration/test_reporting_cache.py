@@ -17,11 +17,9 @@ from services.reporting.rebuild import rebuild
 from services.reporting.settings import Settings
 from services.reporting.tables import inbox, offering_counts, read_model_generation
 from shared.bus import Consumer
-from shared.db import make_engine
 from shared.events import Envelope
-from tests.integration.test_reporting_scenario import YEAR, feed, scenario
+from tests.integration.test_reporting_scenario import YEAR, feed, reporting_engine, scenario
 from tests.support.apps import app_on, client_of
-from tests.support.infra import database, migrate
 
 pytestmark = pytest.mark.integration
 PARTICIPANTS = f"/participants?academic_year={YEAR}"
@@ -35,11 +33,8 @@ def split(events: list[Envelope]) -> tuple[list[Envelope], list[Envelope]]:
 
 @pytest.fixture
 async def engine(db_kind: str, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    async with database(db_kind, tmp_path, "reporting_cache") as url:
-        await migrate("reporting", url)
-        engine = make_engine(url)
+    async with reporting_engine(db_kind, tmp_path, "reporting_cache") as engine:
         yield engine
-        await engine.dispose()
 
 
 @pytest.fixture

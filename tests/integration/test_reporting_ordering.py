@@ -22,8 +22,7 @@ from services.reporting.rebuild import clear_read_models
 from services.reporting.tables import enrolment_states, event_store, offering_counts
 from shared.db import make_engine
 from shared.events import Envelope
-from tests.integration.test_reporting_scenario import ALL, YEAR, Network, all_reports, scenario
-from tests.support.infra import database, migrate
+from tests.integration.test_reporting_scenario import ALL, YEAR, Network, all_reports, reporting_engine, scenario
 
 pytestmark = pytest.mark.integration
 SHUFFLES = (1, 2, 3, 5, 8, 13)  # fixed seeds: failures reproduce
@@ -71,11 +70,8 @@ def disorder(events: list[Envelope], seed: int) -> list[Envelope]:
 
 @pytest.fixture
 async def engine(db_kind: str, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    async with database(db_kind, tmp_path, "reporting_order") as url:
-        await migrate("reporting", url)
-        engine = make_engine(url)
+    async with reporting_engine(db_kind, tmp_path, "reporting_order") as engine:
         yield engine
-        await engine.dispose()
 
 
 async def reset(engine: AsyncEngine) -> None:
@@ -115,18 +111,15 @@ def test_orders_and_repeats_drawn_by_hypothesis_give_the_in_order_reports(kind: 
 
     async def reports_of(delivered: list[Envelope]) -> tuple[dict[str, Any], dict[str, Any]]:
         with tempfile.TemporaryDirectory() as tmp:
-            async with database(kind, Path(tmp), "reporting_drawn") as url:
-                await migrate("reporting", url)
-                engine = make_engine(url)
-                try:
+            try:
+                async with reporting_engine(kind, Path(tmp), "reporting_drawn") as engine:
                     await feed(engine, events)
                     in_order = await all_reports(engine)
                     await reset(engine)
                     await feed(engine, delivered)
                     return in_order, await all_reports(engine)
-                finally:
-                    await engine.dispose()
-                    make_engine.cache_clear()
+            finally:
+                make_engine.cache_clear()
 
     @settings(max_examples=8 if kind == "sqlite" else 3, deadline=None, suppress_health_check=list(HealthCheck))
     @given(order=st.permutations(range(n)), repeats=st.lists(st.integers(0, n - 1), max_size=n // 3))

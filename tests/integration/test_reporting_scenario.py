@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -352,13 +353,22 @@ async def all_reports(engine: AsyncEngine, homes: tuple[str, ...] = ("sakky", "k
     return out
 
 
-@pytest.fixture
-async def engine(db_kind: str, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    async with database(db_kind, tmp_path, "reporting") as url:
+@asynccontextmanager
+async def reporting_engine(kind: str, tmp_path: Path, name: str) -> AsyncIterator[AsyncEngine]:
+    """An engine on a fresh, migrated reporting database (dropped afterwards)."""
+    async with database(kind, tmp_path, name) as url:
         await migrate("reporting", url)
         engine = make_engine(url)
+        try:
+            yield engine
+        finally:
+            await engine.dispose()
+
+
+@pytest.fixture
+async def engine(db_kind: str, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    async with reporting_engine(db_kind, tmp_path, "reporting") as engine:
         yield engine
-        await engine.dispose()
 
 
 def by(items: list[dict[str, Any]], key: str) -> dict[Any, dict[str, Any]]:
