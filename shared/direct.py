@@ -43,6 +43,9 @@ _LOST = (
     asyncpg.PostgresConnectionError,
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
+    # The server's goodbye of a terminated backend can arrive while the next statement starts: asyncpg
+    # then reports its protocol in the wrong state ("cannot switch to state …"); the connection is unusable.
+    asyncpg.InternalClientError,
     OSError,
 )
 _INTEGRITY = (sqlite3.IntegrityError, asyncpg.IntegrityConstraintViolationError)
