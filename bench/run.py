@@ -248,20 +248,12 @@ def table(results: list[dict[str, Any]]) -> str:
         if "system" not in r:
             continue
         floor, system = r["floor"], r["system"]
-        lines.append(
-            f"{r['db']:9} {'floor flat':14} {floor.get('e2e_per_s', 0):>8} {'':>6} "
-            f"{floor.get('lag_p50_ms', 0):>8} {floor.get('lag_p95_ms', 0):>8} {floor.get('lag_p99_ms', 0):>8}"
-        )
-        after = r.get("floor_after", {})
-        lines.append(
-            f"{r['db']:9} {'floor after':14} {after.get('e2e_per_s', 0):>8} {'':>6} "
-            f"{after.get('lag_p50_ms', 0):>8} {after.get('lag_p95_ms', 0):>8} {after.get('lag_p99_ms', 0):>8}"
-        )
-        f200 = r["floor_200"]
-        lines.append(
-            f"{r['db']:9} {'floor 200/s':14} {f200.get('e2e_per_s', 0):>8} {'':>6} "
-            f"{f200.get('lag_p50_ms', 0):>8} {f200.get('lag_p95_ms', 0):>8} {f200.get('lag_p99_ms', 0):>8}"
-        )
+        floors = (("floor flat", floor), ("floor after", r.get("floor_after", {})), ("floor 200/s", r["floor_200"]))
+        for label, run in floors:
+            lines.append(
+                f"{r['db']:9} {label:14} {run.get('e2e_per_s', 0):>8} {'':>6} "
+                f"{run.get('lag_p50_ms', 0):>8} {run.get('lag_p95_ms', 0):>8} {run.get('lag_p99_ms', 0):>8}"
+            )
         runs = [("system flat", system)] + [(f"system {int(x['rate'])}/s", x) for x in r["system_rates"]]
         if "system_one_offering" in r:
             runs.append(("1 offering flat", r["system_one_offering"]))
@@ -319,10 +311,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     host = machine()
-    print(
-        f"machine: {host['cpu']}, {host['cores']} cores, Python yardstick {host['python_yardstick_s']} s",
-        file=sys.stderr,
-    )
+    described = f"machine: {host['cpu']}, {host['cores']} cores, Python yardstick {host['python_yardstick_s']} s"
+    print(described, file=sys.stderr)
     results = [asyncio.run(bench_db(db, args)) for db in args.db.split(",") if db]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -330,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     path.write_text(
         json.dumps({"args": {k: v for k, v in vars(args).items()}, "machine": host, "results": results}, indent=2)
     )
-    print(f"machine: {host['cpu']}, {host['cores']} cores, Python yardstick {host['python_yardstick_s']} s")
+    print(described)
     if any("system" in r for r in results):
         print(table(results))
         for r in results:
