@@ -47,19 +47,21 @@ def _insert(table: sa.Table) -> sa.Insert:
     return table.insert()
 
 
+def row(caller: Principal, action: str, target_id: str | None) -> dict[str, Any]:
+    """One audit row (for `record`, or for a `shared.db.Writes` that sends it with a later statement)."""
+    return {
+        "id": str(uuid.uuid4()),
+        "at": datetime.now(UTC),
+        "action": action,
+        "target_id": target_id,
+        "request_id": structlog.contextvars.get_contextvars().get("request_id"),
+        **caller.audit_fields(),
+    }
+
+
 async def record(conn: AsyncConnection, table: sa.Table, caller: Principal, action: str, target_id: str | None) -> None:
     """Append one audit row inside the caller's transaction."""
-    await conn.execute(
-        _insert(table),
-        {
-            "id": str(uuid.uuid4()),
-            "at": datetime.now(UTC),
-            "action": action,
-            "target_id": target_id,
-            "request_id": structlog.contextvars.get_contextvars().get("request_id"),
-            **caller.audit_fields(),
-        },
-    )
+    await conn.execute(_insert(table), row(caller, action, target_id))
 
 
 class AuditEntry(BaseModel):

@@ -355,3 +355,58 @@ async def upsert_if_newer(
     if updated.rowcount:
         return True
     return await insert_if_absent(conn, table, {**key, **values, "version": version})
+
+
+@functools.cache
+def _plain_insert(table: sa.Table) -> sa.Insert:
+    return table.insert()
+
+
+@functools.lru_cache(maxsize=256)
+def _with_inserts(statement: sa.Update, shape: tuple[tuple[sa.Table, tuple[str, ...]], ...]) -> sa.Update:
+    """`statement` with one data-modifying CTE per kept insert; parameters `w<i>_<column>`. Built once per shape."""
+    ctes = [
+        table.insert()
+        .values({name: sa.bindparam(f"w{i}_{name}", type_=table.c[name].type) for name in columns})
+        .cte(f"w{i}")
+        for i, (table, columns) in enumerate(shape)
+    ]
+    return statement.add_cte(*ctes)
+
+
+class Writes:
+    """Inserts of one transaction sent together with its next statement where that saves round trips.
+
+    On PostgreSQL every statement is a round trip (and a parse, bind and execute on the server):
+    `insert` keeps the row back, and `execute` sends the kept inserts as data-modifying CTEs of its own
+    statement, `WITH w0 AS (INSERT …), w1 AS (INSERT …) UPDATE …`, in one. PostgreSQL runs the parts of
+    one statement on one snapshot (none sees another's rows) and checks foreign keys at its end, so an
+    inserted row may refer to one inserted beside it. On SQLite, where a statement costs no round
+    trip, `insert` runs at once. Either way a failing insert (a unique key) fails the transaction, at
+    the `execute` on PostgreSQL. The enrolment request sends its five inserts with its seat update
+    (docs/performance.md). A combined statement is built once per shape (tables, columns, statement).
+    """
+
+    __slots__ = ("_held", "conn", "deferred")
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+        self.deferred = conn.dialect.name == "postgresql"
+        self._held: list[tuple[sa.Table, Mapping[str, Any]]] = []
+
+    async def insert(self, table: sa.Table, row: Mapping[str, Any]) -> None:
+        if self.deferred:
+            self._held.append((table, row))
+        else:
+            await self.conn.execute(_plain_insert(table), dict(row))
+
+    async def execute(self, statement: sa.Update, params: Mapping[str, Any]) -> sa.CursorResult[Any]:
+        """Run `statement` (an UPDATE), with the kept inserts on PostgreSQL."""
+        held, self._held = self._held, []
+        if not held:
+            return await self.conn.execute(statement, dict(params))
+        shape = tuple((table, tuple(row)) for table, row in held)
+        values = dict(params)
+        for i, (_table, row) in enumerate(held):
+            values.update({f"w{i}_{name}": value for name, value in row.items()})
+        return await self.conn.execute(_with_inserts(statement, shape), values)

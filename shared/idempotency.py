@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from shared.db import Writes
 from shared.errors import Conflict, DomainError
 
 Work = Callable[[AsyncConnection], Awaitable[tuple[int, dict[str, Any]]]]
@@ -135,20 +136,25 @@ class Answer:
     is stored.
     """
 
-    __slots__ = ("_key", "_print", "_statements", "_stored")
+    __slots__ = ("_key", "_print", "_statements", "_stored", "_table")
 
     def __init__(self, table: sa.Table, key: str | None, print_: str) -> None:
-        self._key, self._print, self._statements = key, print_, _statements(table)
+        self._key, self._print, self._statements, self._table = key, print_, _statements(table), table
         self._stored: tuple[int, bytes] | None = None
 
-    async def store(self, conn: AsyncConnection, status: int, body: bytes) -> None:
+    async def store(self, conn: AsyncConnection | Writes, status: int, body: bytes) -> None:
+        """Store (or correct) the answer; given `Writes`, a first answer goes with their next statement."""
         if self._key is None or self._stored == (status, body):
             return
         if self._stored is None:
             row = {"key": self._key, "fingerprint": self._print, "status": status, "body": body}
-            await conn.execute(self._statements.store, {**row, "created_at": time.time()})
+            if isinstance(conn, Writes):
+                await conn.insert(self._table, {**row, "created_at": time.time()})
+            else:
+                await conn.execute(self._statements.store, {**row, "created_at": time.time()})
         else:
-            await conn.execute(self._statements.restore, {"b_key": self._key, "status": status, "body": body})
+            target = conn.conn if isinstance(conn, Writes) else conn
+            await target.execute(self._statements.restore, {"b_key": self._key, "status": status, "body": body})
         self._stored = (status, body)
 
 

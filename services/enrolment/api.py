@@ -16,6 +16,7 @@ from services.enrolment.domain import Outcome, Status
 from services.enrolment.tables import audit_log, idempotency_keys
 from shared import audit
 from shared.auth import Principal, Role, require
+from shared.db import Writes
 from shared.http import AUTH_RESPONSES, ListOf, PageDep, correlation_id, problem_responses
 from shared.idempotency import Answer, fingerprint, run_once_raw, scoped_key
 from shared.service import EngineDep
@@ -145,10 +146,10 @@ async def request_enrolment(
     async def work(conn: AsyncConnection, answer: Answer) -> tuple[int, bytes]:
         early: list[tuple[dict[str, Any], bytes]] = []
 
-        async def before_seat(seated: dict[str, Any]) -> None:  # before the seat row is locked (see the handler)
-            await audit.record(conn, audit_log, caller, "enrolment.request", seated["id"])
+        async def before_seat(seated: dict[str, Any], writes: Writes) -> None:  # before the seat lock (see the handler)
+            await writes.insert(audit_log, audit.row(caller, "enrolment.request", seated["id"]))
             body = orjson.dumps(seated, option=orjson.OPT_UTC_Z)  # EnrolmentRead's shape, built by the handler
-            await answer.store(conn, 201, body)
+            await answer.store(writes, 201, body)
             early.append((seated, body))
 
         created, data = await handlers.request_enrolment(conn, cmd, correlation_id(request), before_seat=before_seat)

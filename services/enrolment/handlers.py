@@ -32,8 +32,8 @@ from services.enrolment.tables import (
     outbox,
     students,
 )
-from shared.bus import stage, unstage
-from shared.db import insert_if_absent
+from shared.bus import stage, stage_with, unstage
+from shared.db import Writes, insert_if_absent
 from shared.errors import Invalid, NotFound
 from shared.events import (
     CommitmentAccepted,
@@ -134,13 +134,11 @@ _OFFERING_AND_STUDENT = (
     )
     .where(offerings.c.id == sa.bindparam("offering_id"))
 )
-_INSERT_STUDENT = students.insert()
 _UPDATE_STUDENT = (
     students.update()
     .where(students.c.id == sa.bindparam("b_id"))
     .values(name=sa.bindparam("b_name"), email=sa.bindparam("b_email"))
 )
-_INSERT_ENROLMENT = enrolments.insert()
 # An optimistically seated new enrolment whose offering turned out full (request_enrolment).
 _TO_WAITLIST = (
     enrolments.update()
@@ -308,20 +306,23 @@ async def request_enrolment(
     cmd: RequestEnrolment,
     correlation_id: str,
     today: date | None = None,
-    before_seat: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
+    before_seat: Callable[[dict[str, Any], Writes], Awaitable[None]] | None = None,
 ) -> tuple[bool, dict[str, Any]]:
     """Hold a seat (or waitlist) for a student. Returns (created, enrolment).
 
-    `before_seat(answer)` runs for a new enrolment just before the offering's seat row is locked, with
-    the answer it gets if a seat is free (`awaiting_commitment`): the caller's own writes for it (the
-    audit row, the Idempotency-Key's stored answer) then do not lengthen the time others wait for that
-    lock. If the offering turns out full, the returned answer (`waitlisted`) is a new dict.
+    `before_seat(answer, writes)` runs for a new enrolment just before the offering's seat row is
+    locked, with the answer it gets if a seat is free (`awaiting_commitment`): the caller's own inserts
+    for it (the audit row, the Idempotency-Key's stored answer), made through `writes`, then do not
+    lengthen the time others wait for that lock. If the offering turns out full, the returned answer
+    (`waitlisted`) is a new dict.
 
     The hot path of an opening-day rush: one lookup of the offering, the home institution, the student
-    and an active enrolment, the insert, the outbox row and `before_seat`, then the seat (locked last);
-    the event and the answer are built from values in hand rather than read back.
+    and an active enrolment; then the inserts (student, enrolment, outbox row, `before_seat`'s) and the
+    seat update (locked last), which on PostgreSQL travel as one statement (`shared.db.Writes`); the
+    event and the answer are built from values in hand rather than read back.
     """
     student = cmd.student
+    writes = Writes(conn)
     found = (
         await conn.execute(
             _OFFERING_AND_STUDENT,
@@ -337,8 +338,8 @@ async def request_enrolment(
     domain.check_can_enrol(found.status, found.enrolment_opens, found.enrolment_closes, today or date.today())
     if found.student_id is None:
         student_id = str(uuid.uuid4())
-        await conn.execute(
-            _INSERT_STUDENT,
+        await writes.insert(
+            students,
             {
                 "id": student_id,
                 "home_institution_id": cmd.home_institution_id,
@@ -369,8 +370,8 @@ async def request_enrolment(
         "student_ref": student_id,
         "academic_year": found.academic_year,
     }
-    await conn.execute(
-        _INSERT_ENROLMENT,
+    await writes.insert(
+        enrolments,
         {
             "id": enrolment_id,
             "offering_id": cmd.offering_id,
@@ -391,7 +392,7 @@ async def request_enrolment(
         free_cancellation_deadline=found.free_cancellation_deadline,
     )
     event = new_event(requested, source=SOURCE, subject=enrolment_id, sequence=1, correlation_id=correlation_id)
-    await stage(conn, outbox, event)
+    await stage_with(writes, outbox, event)
     seated = {
         "id": enrolment_id,
         "offering_id": cmd.offering_id,
@@ -407,8 +408,8 @@ async def request_enrolment(
         "updated_at": now,
     }
     if before_seat is not None:
-        await before_seat(seated)
-    if await _hold_seat(conn, cmd.offering_id):
+        await before_seat(seated, writes)
+    if (await writes.execute(_HOLD_SEAT, {"b_offering_id": cmd.offering_id})).rowcount == 1:
         return True, seated
     await unstage(conn, outbox, event.id)
     waitlist_seq = (await conn.execute(_NEXT_WAITLIST_SEQ, {"b_offering_id": cmd.offering_id})).scalar_one()

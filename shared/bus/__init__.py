@@ -1,7 +1,7 @@
 """The RabbitMQ bus: topology, transactional outbox + relay, idempotent consumer, dead letters."""
 
 from shared.bus.consumer import Consumer, Handler
-from shared.bus.outbox import Relay, backlog, stage, unstage
+from shared.bus.outbox import Relay, backlog, stage, stage_with, unstage
 from shared.bus.tables import add_bus_tables, add_inbox_table, add_outbox_table
 from shared.bus.topology import QueueNames
 
@@ -15,5 +15,6 @@ __all__ = [
     "add_outbox_table",
     "backlog",
     "stage",
+    "stage_with",
     "unstage",
 ]

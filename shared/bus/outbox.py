@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared import metrics
 from shared.bus.topology import declare_exchange
+from shared.db import Writes
 from shared.direct import driver_of, placeholders, translated
 from shared.events import Envelope
 
@@ -67,6 +68,20 @@ async def stage(conn: AsyncConnection, outbox: sa.Table, *events: Envelope) -> N
             insert = _INSERTS[outbox] = outbox.insert()
         columns = ("event_id", "routing_key", "payload", "created_at")
         await conn.execute(insert, [dict(zip(columns, row, strict=True)) for row in rows])
+
+
+async def stage_with(writes: Writes, outbox: sa.Table, event: Envelope) -> None:
+    """`stage` as one of `writes`: on PostgreSQL the row goes with their next statement."""
+    if not writes.deferred:
+        await stage(writes.conn, outbox, event)
+        return
+    row = {
+        "event_id": event.id,
+        "routing_key": event.routing_key,
+        "payload": event.to_json(),
+        "created_at": time.time(),
+    }
+    await writes.insert(outbox, row)
 
 
 async def unstage(conn: AsyncConnection, outbox: sa.Table, event_id: str) -> None:

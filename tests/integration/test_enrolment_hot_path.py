@@ -128,14 +128,16 @@ async def test_a_request_for_a_full_offering_stages_only_its_waitlisting(world: 
         assert sorted(audited) == sorted([seated["id"], waiting["id"], waiting["id"]])
 
 
+WRITE = re.compile(r"\b(INSERT INTO|UPDATE|DELETE FROM)\s+\"?(\w+)")
+
+
 def writes_during(world: World) -> Any:
-    """Collects the table each INSERT/UPDATE/DELETE run through SQLAlchemy touches, in order."""
+    """Collects the table each INSERT/UPDATE/DELETE run through SQLAlchemy touches, in order; a statement
+    that carries inserts as CTEs (`WITH w0 AS (INSERT …) UPDATE …`) adds them in the order written."""
     seen: list[str] = []
 
     def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        found = re.match(r"\s*(INSERT INTO|UPDATE|DELETE FROM)\s+\"?(\w+)", statement)
-        if found:
-            seen.append(f"{found.group(1).split()[0]} {found.group(2)}")
+        seen.extend(f"{verb.split()[0]} {table}" for verb, table in WRITE.findall(statement))
 
     class Listening:
         def __enter__(self) -> list[str]:
@@ -160,6 +162,37 @@ async def test_the_key_and_audit_rows_are_written_before_the_seat_row_is_locked(
     assert {"INSERT idempotency_keys", "INSERT audit_log", "INSERT enrolments"} <= set(seen[:-1])
     replay = await post(world, enrolment_body(offering_id, "kao", "L1"), key="l1")
     assert (replay.status_code, replay.content) == (200, answer.content)
+
+
+async def test_on_postgresql_a_new_request_is_two_statements(world: World, db_kind: str) -> None:
+    """Each statement on PostgreSQL is a round trip: the lookup, then the student, enrolment, outbox,
+    audit and Idempotency-Key inserts travel with the seat update as one statement (its CTEs); the
+    enrolment's foreign key to the student inserted beside it holds. SQLite runs them one by one."""
+    offering_id = await world.offering("sakky", seats=5)
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    sa.event.listen(world.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        answer = await post(world, enrolment_body(offering_id, "kao", "RT1"), key="rt1")
+    finally:
+        sa.event.remove(world.engine.sync_engine, "before_cursor_execute", record)
+    assert answer.status_code == 201
+    writes = [f"{verb.split()[0]} {table}" for s in statements for verb, table in WRITE.findall(s)]
+    assert writes[-1] == "UPDATE offerings"
+    expected = {"INSERT students", "INSERT enrolments", "INSERT audit_log", "INSERT idempotency_keys"}
+    if db_kind == "postgres":
+        assert len(statements) == 2, statements
+        expected.add("INSERT outbox")  # on SQLite the outbox row goes straight to sqlite3 (shared.direct)
+    assert expected <= set(writes)
+    async with world.engine.connect() as conn:
+        stored = (
+            await conn.execute(sa.select(enrolments.c.student_id).where(enrolments.c.id == answer.json()["id"]))
+        ).one()
+    assert stored.student_id == answer.json()["student_ref"]
+    assert len(await staged(world, "enrolment.requested")) == 1
 
 
 async def test_a_waitlisted_request_stores_its_waitlisted_answer_under_its_key(world: World) -> None:
