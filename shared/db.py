@@ -385,6 +385,7 @@ class Writes:
     trip, `insert` runs at once. Either way a failing insert (a unique key) fails the transaction, at
     the `execute` on PostgreSQL. The enrolment request sends its five inserts with its seat update
     (docs/performance.md). A combined statement is built once per shape (tables, columns, statement).
+    Kept rows go only with `execute`: a caller that inserts through `Writes` must end with it.
     """
 
     __slots__ = ("_held", "conn", "deferred")
