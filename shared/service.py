@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from shared import idempotency
 from shared.audit import audit_router
 from shared.auth import verifier_from_settings
-from shared.bus import Consumer, Handler, Relay, backlog
+from shared.bus import Consumer, Handler, Relay, backlog, prune_published
 from shared.http import (
     NulGuardMiddleware,
     RequestContextMiddleware,
@@ -110,10 +110,10 @@ def make_worker(
     idempotency_keys: sa.Table | None = None,
 ) -> list[Coroutine[Any, Any, None]]:
     """The worker's loops: the outbox relay (if the service publishes), the consumer (if it listens),
-    and housekeeping (expired Idempotency-Keys)."""
+    and housekeeping (expired Idempotency-Keys, published outbox rows past their keeping time)."""
     loops: list[Coroutine[Any, Any, None]] = []
-    if idempotency_keys is not None:
-        loops.append(_housekeeping(engine, idempotency_keys))
+    if idempotency_keys is not None or outbox is not None:
+        loops.append(_housekeeping(engine, idempotency_keys, outbox, settings.outbox_keep_days * 86400))
     relay = None
     if outbox is not None:
         relay = Relay(
@@ -149,14 +149,26 @@ def make_worker(
     return loops
 
 
-async def _housekeeping(engine: AsyncEngine, idempotency_keys: sa.Table, every_s: float = 3600.0) -> None:
-    """Hourly: delete Idempotency-Keys older than 24 h. Failures are logged and retried next time."""
+async def _housekeeping(
+    engine: AsyncEngine,
+    idempotency_keys: sa.Table | None,
+    outbox: sa.Table | None,
+    outbox_keep_s: float,
+    every_s: float = 3600.0,
+) -> None:
+    """Hourly: delete Idempotency-Keys older than 24 h and outbox rows published more than
+    `outbox_keep_s` ago. Failures are logged and retried next time."""
     log = structlog.get_logger("housekeeping")
     while True:
         try:
-            removed = await idempotency.prune(engine, idempotency_keys)
-            if removed:
-                log.info("expired idempotency keys removed", count=removed)
+            if idempotency_keys is not None:
+                removed = await idempotency.prune(engine, idempotency_keys)
+                if removed:
+                    log.info("expired idempotency keys removed", count=removed)
+            if outbox is not None:
+                removed = await prune_published(engine, outbox, outbox_keep_s)
+                if removed:
+                    log.info("published outbox rows removed", count=removed)
         except Exception as exc:  # the database may be briefly away; the next round tries again
             log.warning("housekeeping failed", error=repr(exc))
         await asyncio.sleep(every_s)

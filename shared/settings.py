@@ -45,6 +45,8 @@ class ServiceSettings(BaseSettings):
         default=(1000, 10000, 60000), validation_alias="TARJOTIN_RETRY_DELAYS_MS"
     )
     max_attempts: int = Field(default=5, ge=1, le=50, validation_alias="TARJOTIN_MAX_ATTEMPTS")
+    # Published outbox rows are deleted by the worker's hourly housekeeping once this old (0: at the next round).
+    outbox_keep_days: float = Field(default=7, ge=0, le=3650, validation_alias="TARJOTIN_OUTBOX_KEEP_DAYS")
 
     # development: the local token issuer (`python -m shared.devissuer`) is trusted by default.
     # production: an issuer and a key source must be configured, and the development ones are refused.

@@ -310,3 +310,24 @@ async def backlog(engine: AsyncEngine, outbox: sa.Table) -> tuple[int, float | N
         ).one()
         await conn.rollback()
     return int(row[0]), row[1]
+
+
+async def prune_published(engine: AsyncEngine, outbox: sa.Table, older_than_s: float, *, chunk: int = 5000) -> int:
+    """Delete rows published more than `older_than_s` ago; returns how many went. Unpublished rows stay.
+
+    Nothing reads a published row again (consumers dedupe by their own inbox), so it is kept only for
+    looking back at what left the service. It deletes `chunk` rows per transaction: a SQLite writer
+    (on the event loop's thread) or a PostgreSQL lock is never held for a whole rush's worth at once.
+    """
+    cutoff = time.time() - older_than_s
+    o = outbox.c
+    oldest = sa.select(o.id).where(o.published_at.is_not(None), o.published_at < cutoff).order_by(o.id).limit(chunk)
+    delete = outbox.delete().where(o.id.in_(oldest))
+    removed = 0
+    while True:
+        async with engine.begin() as conn:
+            gone = int((await conn.execute(delete)).rowcount or 0)
+        removed += gone
+        if gone < chunk:
+            return removed
+        await asyncio.sleep(0)  # let requests in between chunks

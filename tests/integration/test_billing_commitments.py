@@ -21,7 +21,7 @@ from services.billing.app import build_worker, charge_due_loop
 from services.billing.consumers import SUBSCRIPTIONS
 from services.billing.handlers.common import update_versioned
 from services.billing.settings import Settings
-from services.billing.tables import idempotency_keys, inbox
+from services.billing.tables import idempotency_keys, inbox, outbox
 from shared.bus import Consumer
 from shared.bus.topology import declare_exchange
 from shared.db import make_engine
@@ -519,13 +519,14 @@ def test_the_billing_worker_runs_housekeeping_the_relay_the_consumer_and_the_dea
     try:
         # repr: <coroutine object Relay.run at 0x…>
         assert [repr(c).split()[2] for c in loops] == [
-            "_housekeeping",  # expired Idempotency-Keys of invoice runs
+            "_housekeeping",  # expired Idempotency-Keys of invoice runs, old published outbox rows
             "Relay.run",
             "Consumer.run",
             "charge_due_loop",
         ]
         housekeeping = inspect.getcoroutinelocals(loops[0])
         assert housekeeping["idempotency_keys"] is idempotency_keys
+        assert housekeeping["outbox"] is outbox and housekeeping["outbox_keep_s"] == 7 * 86400
         clock = inspect.getcoroutinelocals(loops[3])
         assert clock["engine"] is shared_engine and clock["interval_s"] == 5
     finally:

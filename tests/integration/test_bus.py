@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.enrolment.handlers import on_institution
 from services.enrolment.tables import inbox, institutions, outbox
-from shared.bus import Consumer, Relay, backlog, stage
+from shared.bus import Consumer, Relay, backlog, prune_published, stage
 from shared.bus.deadletters import list_dead, replay_dead
 from shared.bus.topology import declare_exchange
 from shared.db import make_engine
@@ -345,3 +346,27 @@ async def test_a_lingering_consumer_takes_what_arrives_meanwhile_into_the_same_b
         await eventually(all_landed)
     assert batches == [4]
     assert len(await institution_ids(engine)) == 4
+
+
+async def test_housekeeping_deletes_only_published_rows_past_their_keeping_time(engine: AsyncEngine) -> None:
+    """Published and old: deleted (in chunks); published lately, or never published however old: kept."""
+    old, recent, pending = (
+        [institution_event(f"{kind}-{i}") for i in range(5)] for kind in ("old", "recent", "pending")
+    )
+    async with engine.begin() as conn:
+        await stage(conn, outbox, *old, *recent, *pending)
+    now = time.time()
+    marks = [(old, now - 8 * 86400), (recent, now - 3600), (pending, None)]
+    async with engine.begin() as conn:
+        for events, published_at in marks:
+            ids = [e.id for e in events]
+            created = now - 9 * 86400  # all staged long ago: only publication counts
+            await conn.execute(
+                outbox.update().where(outbox.c.event_id.in_(ids)).values(published_at=published_at, created_at=created)
+            )
+    assert await prune_published(engine, outbox, older_than_s=7 * 86400, chunk=2) == 5
+    async with engine.connect() as conn:
+        left = set((await conn.execute(sa.select(outbox.c.event_id))).scalars())
+    assert left == {e.id for e in (*recent, *pending)}
+    assert (await backlog(engine, outbox))[0] == 5  # the unpublished are still waiting for the relay
+    assert await prune_published(engine, outbox, older_than_s=7 * 86400) == 0
