@@ -362,15 +362,24 @@ def _plain_insert(table: sa.Table) -> sa.Insert:
     return table.insert()
 
 
+Statement = sa.Update | sa.Insert
+Shape = tuple[tuple[sa.Table, tuple[str, ...], int], ...]
+
+
 @functools.lru_cache(maxsize=256)
-def _with_inserts(statement: sa.Update, shape: tuple[tuple[sa.Table, tuple[str, ...]], ...]) -> sa.Update:
-    """`statement` with one data-modifying CTE per kept insert; parameters `w<i>_<column>`. Built once per shape."""
-    ctes = [
-        table.insert()
-        .values({name: sa.bindparam(f"w{i}_{name}", type_=table.c[name].type) for name in columns})
-        .cte(f"w{i}")
-        for i, (table, columns) in enumerate(shape)
-    ]
+def _with_inserts(statement: Statement, shape: Shape) -> Statement:
+    """`statement` with one data-modifying CTE per kept insert (of one or more rows, in one statement so
+    that their ids follow their order); parameters `w<i>_<row>_<column>`. Built once per shape."""
+    ctes = []
+    for i, (table, columns, rows) in enumerate(shape):
+        # INSERT … SELECT, not VALUES: an INSERT with VALUES would also take any of `statement`'s
+        # parameters named like one of its other columns (`id`, `created_at`) when compiled.
+        selects = [
+            sa.select(*(sa.bindparam(f"w{i}_{r}_{name}", type_=table.c[name].type) for name in columns))
+            for r in range(rows)
+        ]
+        source = selects[0] if rows == 1 else sa.union_all(*selects)
+        ctes.append(table.insert().from_select(columns, source).cte(f"w{i}"))
     return statement.add_cte(*ctes)
 
 
@@ -378,14 +387,16 @@ class Writes:
     """Inserts of one transaction sent together with its next statement where that saves round trips.
 
     On PostgreSQL every statement is a round trip (and a parse, bind and execute on the server):
-    `insert` keeps the row back, and `execute` sends the kept inserts as data-modifying CTEs of its own
+    `insert` keeps the rows back, and `execute` sends the kept inserts as data-modifying CTEs of its own
     statement, `WITH w0 AS (INSERT …), w1 AS (INSERT …) UPDATE …`, in one. PostgreSQL runs the parts of
     one statement on one snapshot (none sees another's rows) and checks foreign keys at its end, so an
-    inserted row may refer to one inserted beside it. On SQLite, where a statement costs no round
-    trip, `insert` runs at once. Either way a failing insert (a unique key) fails the transaction, at
-    the `execute` on PostgreSQL. The enrolment request sends its five inserts with its seat update
-    (docs/performance.md). A combined statement is built once per shape (tables, columns, statement).
-    Kept rows go only with `execute`: a caller that inserts through `Writes` must end with it.
+    inserted row may refer to one inserted beside it. It runs the inserts after the main statement, in
+    no set order between separate `insert`s; the rows of one `insert` are inserted in their order (their
+    ids follow it: an outbox's events). On SQLite, where a statement costs no round trip, `insert` runs
+    at once. Either way a failing insert (a unique key) fails the transaction, at the `execute` on
+    PostgreSQL. The enrolment request sends its five inserts with its seat update, billing its events
+    with the new commitment (decision 009). A combined statement is built once per shape (tables,
+    columns, row counts, statement). Kept rows go only with `execute`: a caller must end with it.
     """
 
     __slots__ = ("_held", "conn", "deferred")
@@ -393,21 +404,27 @@ class Writes:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
         self.deferred = conn.dialect.name == "postgresql"
-        self._held: list[tuple[sa.Table, Mapping[str, Any]]] = []
+        self._held: list[tuple[sa.Table, tuple[Mapping[str, Any], ...]]] = []
 
-    async def insert(self, table: sa.Table, row: Mapping[str, Any]) -> None:
+    async def insert(self, table: sa.Table, *rows: Mapping[str, Any]) -> None:
+        """Rows of one table, all with the same columns."""
+        if not rows:
+            return
         if self.deferred:
-            self._held.append((table, row))
+            self._held.append((table, rows))
         else:
-            await self.conn.execute(_plain_insert(table), dict(row))
+            await self.conn.execute(
+                _plain_insert(table), [dict(row) for row in rows] if len(rows) > 1 else dict(rows[0])
+            )
 
-    async def execute(self, statement: sa.Update, params: Mapping[str, Any]) -> sa.CursorResult[Any]:
-        """Run `statement` (an UPDATE), with the kept inserts on PostgreSQL."""
+    async def execute(self, statement: Statement, params: Mapping[str, Any]) -> sa.CursorResult[Any]:
+        """Run `statement` (an UPDATE or INSERT), with the kept inserts on PostgreSQL."""
         held, self._held = self._held, []
         if not held:
             return await self.conn.execute(statement, dict(params))
-        shape = tuple((table, tuple(row)) for table, row in held)
+        shape = tuple((table, tuple(rows[0]), len(rows)) for table, rows in held)
         values = dict(params)
-        for i, (_table, row) in enumerate(held):
-            values.update({f"w{i}_{name}": value for name, value in row.items()})
+        for i, (_table, rows) in enumerate(held):
+            for r, row in enumerate(rows):
+                values.update({f"w{i}_{r}_{name}": value for name, value in row.items()})
         return await self.conn.execute(_with_inserts(statement, shape), values)

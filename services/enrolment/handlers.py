@@ -318,8 +318,9 @@ async def request_enrolment(
 
     The hot path of an opening-day rush: one lookup of the offering, the home institution, the student
     and an active enrolment; then the inserts (student, enrolment, outbox row, `before_seat`'s) and the
-    seat update (locked last), which on PostgreSQL travel as one statement (`shared.db.Writes`); the
-    event and the answer are built from values in hand rather than read back.
+    seat update, last on SQLite; on PostgreSQL they travel as one statement (`shared.db.Writes`: the
+    server runs the inserts right after the update, so no client round trip happens under the lock but
+    the commit). The event and the answer are built from values in hand rather than read back.
     """
     student = cmd.student
     writes = Writes(conn)

@@ -70,18 +70,14 @@ async def stage(conn: AsyncConnection, outbox: sa.Table, *events: Envelope) -> N
         await conn.execute(insert, [dict(zip(columns, row, strict=True)) for row in rows])
 
 
-async def stage_with(writes: Writes, outbox: sa.Table, event: Envelope) -> None:
-    """`stage` as one of `writes`: on PostgreSQL the row goes with their next statement."""
+async def stage_with(writes: Writes, outbox: sa.Table, *events: Envelope) -> None:
+    """`stage` as one of `writes`: on PostgreSQL the rows go with their next statement, in this order."""
     if not writes.deferred:
-        await stage(writes.conn, outbox, event)
+        await stage(writes.conn, outbox, *events)
         return
-    row = {
-        "event_id": event.id,
-        "routing_key": event.routing_key,
-        "payload": event.to_json(),
-        "created_at": time.time(),
-    }
-    await writes.insert(outbox, row)
+    now = time.time()
+    rows = [{"event_id": e.id, "routing_key": e.routing_key, "payload": e.to_json(), "created_at": now} for e in events]
+    await writes.insert(outbox, *rows)
 
 
 async def unstage(conn: AsyncConnection, outbox: sa.Table, event_id: str) -> None:

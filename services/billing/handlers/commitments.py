@@ -15,8 +15,8 @@ from services.billing import domain, views
 from services.billing.handlers.common import SOURCE, emit, facts, load, update_versioned
 from services.billing.handlers.lifecycle import apply_parked
 from services.billing.tables import commitments, institutions, outbox, parked_events, policies
-from shared.bus import stage
-from shared.db import upsert_if_newer
+from shared.bus import stage_with
+from shared.db import Writes, upsert_if_newer
 from shared.events import (
     CommitmentAccepted,
     CommitmentCreated,
@@ -152,11 +152,12 @@ async def on_institution(conn: AsyncConnection, event: Envelope) -> None:
 async def open_commitment(conn: AsyncConnection, event: Envelope) -> None:
     """A seat was held: open the payer's commitment at the price snapshot; accept at once if the policy says so.
 
-    Three statements when nothing waits for the commitment: the payer (locked) with its policy and any
-    commitment already opened for the enrolment, the new row (already accepted when accepted at once:
-    `commitment.created` v1 and `commitment.accepted` v2 describe its two versions, and the insert
-    answers whether parked events wait for it), and both events in one outbox insert; a fourth, the
-    budget used, only under a yearly budget.
+    Two statements on PostgreSQL when nothing waits for the commitment: the payer (locked) with its
+    policy and any commitment already opened for the enrolment, then the new row (already accepted when
+    accepted at once: `commitment.created` v1 and `commitment.accepted` v2 describe its two versions,
+    and the insert answers whether parked events wait for it) with both events' outbox rows in the same
+    statement (`shared.db.Writes`; on SQLite a third statement); one more, the budget used, only under
+    a yearly budget.
     """
     data = EnrolmentRequested.model_validate(event.data)
     # Locking the payer's row serialises its automatic acceptances, so two workers cannot both
@@ -177,29 +178,6 @@ async def open_commitment(conn: AsyncConnection, event: Envelope) -> None:
         used = await views.budget_used(conn, data.home_institution_id, data.academic_year)
     accepted = domain.accepts_automatically(mode, budget, used, amount)
     commitment_id, now = str(uuid.uuid4()), datetime.now(UTC)
-    parked = (
-        await conn.execute(
-            _OPEN,
-            {
-                "parked_for": data.enrolment_id,
-                "id": commitment_id,
-                "enrolment_id": data.enrolment_id,
-                "offering_id": data.offering_id,
-                "payer_id": data.home_institution_id,
-                "payee_id": data.provider_id,
-                "amount": amount,
-                "price_kind": price_kind,
-                "academic_year": data.academic_year,
-                "status": domain.Status.ACCEPTED if accepted else domain.Status.PENDING,
-                "decided_by": AUTOMATIC if accepted else None,
-                "free_cancellation_deadline": data.free_cancellation_deadline,
-                "enrolment_seq": event.sequence,
-                "version": 2 if accepted else 1,
-                "created_at": now,
-                "updated_at": now,
-            },
-        )
-    ).scalar_one()
     commitment = {
         "commitment_id": commitment_id,
         "enrolment_id": data.enrolment_id,
@@ -228,6 +206,30 @@ async def open_commitment(conn: AsyncConnection, event: Envelope) -> None:
                 correlation_id=event.correlationid,
             )
         )
-    await stage(conn, outbox, *events)
+    writes = Writes(conn)  # on PostgreSQL the events' outbox rows go with the commitment's insert
+    await stage_with(writes, outbox, *events)
+    parked = (
+        await writes.execute(
+            _OPEN,
+            {
+                "parked_for": data.enrolment_id,
+                "id": commitment_id,
+                "enrolment_id": data.enrolment_id,
+                "offering_id": data.offering_id,
+                "payer_id": data.home_institution_id,
+                "payee_id": data.provider_id,
+                "amount": amount,
+                "price_kind": price_kind,
+                "academic_year": data.academic_year,
+                "status": domain.Status.ACCEPTED if accepted else domain.Status.PENDING,
+                "decided_by": AUTOMATIC if accepted else None,
+                "free_cancellation_deadline": data.free_cancellation_deadline,
+                "enrolment_seq": event.sequence,
+                "version": 2 if accepted else 1,
+                "created_at": now,
+                "updated_at": now,
+            },
+        )
+    ).scalar_one()
     if parked:
         await apply_parked(conn, data.enrolment_id)
