@@ -8,7 +8,6 @@ role and institution; they never copy request bodies (no personal data beyond th
 
 from __future__ import annotations
 
-import functools
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -20,7 +19,7 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.auth import Principal, Role, require
-from shared.db import UTCDateTime
+from shared.db import UTCDateTime, plain_insert
 from shared.http import ListOf, Page
 
 
@@ -41,12 +40,6 @@ def add_audit_table(metadata: sa.MetaData) -> sa.Table:
     )
 
 
-@functools.cache
-def _insert(table: sa.Table) -> sa.Insert:
-    """Built once per table and run with parameters: every state-changing request pays for it."""
-    return table.insert()
-
-
 def row(caller: Principal, action: str, target_id: str | None) -> dict[str, Any]:
     """One audit row (for `record`, or for a `shared.db.Writes` that sends it with a later statement)."""
     return {
@@ -61,7 +54,7 @@ def row(caller: Principal, action: str, target_id: str | None) -> dict[str, Any]
 
 async def record(conn: AsyncConnection, table: sa.Table, caller: Principal, action: str, target_id: str | None) -> None:
     """Append one audit row inside the caller's transaction."""
-    await conn.execute(_insert(table), row(caller, action, target_id))
+    await conn.execute(plain_insert(table), row(caller, action, target_id))
 
 
 class AuditEntry(BaseModel):

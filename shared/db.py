@@ -358,7 +358,8 @@ async def upsert_if_newer(
 
 
 @functools.cache
-def _plain_insert(table: sa.Table) -> sa.Insert:
+def plain_insert(table: sa.Table) -> sa.Insert:
+    """`table.insert()`, built once per table and run with parameters: no construction or cache key per call."""
     return table.insert()
 
 
@@ -414,7 +415,7 @@ class Writes:
             self._held.append((table, rows))
         else:
             await self.conn.execute(
-                _plain_insert(table), [dict(row) for row in rows] if len(rows) > 1 else dict(rows[0])
+                plain_insert(table), [dict(row) for row in rows] if len(rows) > 1 else dict(rows[0])
             )
 
     async def execute(self, statement: Statement, params: Mapping[str, Any]) -> sa.CursorResult[Any]:

@@ -27,14 +27,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared import metrics
 from shared.bus.topology import declare_exchange
-from shared.db import Writes
+from shared.db import Writes, plain_insert
 from shared.direct import driver_of, placeholders, translated
 from shared.events import Envelope
 
 log = structlog.get_logger("relay")
-
-
-_INSERTS: dict[sa.Table, sa.Insert] = {}
 
 
 class Pending(NamedTuple):
@@ -63,11 +60,8 @@ async def stage(conn: AsyncConnection, outbox: sa.Table, *events: Envelope) -> N
         async with translated(conn, sql):
             await (driver.execute(sql, *rows[0]) if len(rows) == 1 else driver.executemany(sql, rows))
     else:
-        insert = _INSERTS.get(outbox)
-        if insert is None:  # built once per table: no per-call construction or cache key
-            insert = _INSERTS[outbox] = outbox.insert()
         columns = ("event_id", "routing_key", "payload", "created_at")
-        await conn.execute(insert, [dict(zip(columns, row, strict=True)) for row in rows])
+        await conn.execute(plain_insert(outbox), [dict(zip(columns, row, strict=True)) for row in rows])
 
 
 async def stage_with(writes: Writes, outbox: sa.Table, *events: Envelope) -> None:
