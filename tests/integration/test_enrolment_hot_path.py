@@ -3,10 +3,12 @@ that run the work first (and roll it back), and billing's decisions taken under 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -131,23 +133,25 @@ async def test_a_request_for_a_full_offering_stages_only_its_waitlisting(world: 
 WRITE = re.compile(r"\b(INSERT INTO|UPDATE|DELETE FROM)\s+\"?(\w+)")
 
 
-def writes_during(world: World) -> Any:
-    """Collects the table each INSERT/UPDATE/DELETE run through SQLAlchemy touches, in order; a statement
-    that carries inserts as CTEs (`WITH w0 AS (INSERT …) UPDATE …`) adds them in the order written."""
+@contextlib.contextmanager
+def statements_during(world: World) -> Iterator[list[str]]:
+    """Collects every statement run through SQLAlchemy on the world's engine, in order."""
     seen: list[str] = []
 
     def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        seen.extend(f"{verb.split()[0]} {table}" for verb, table in WRITE.findall(statement))
+        seen.append(statement)
 
-    class Listening:
-        def __enter__(self) -> list[str]:
-            sa.event.listen(world.engine.sync_engine, "before_cursor_execute", record)
-            return seen
+    sa.event.listen(world.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(world.engine.sync_engine, "before_cursor_execute", record)
 
-        def __exit__(self, *_exc: object) -> None:
-            sa.event.remove(world.engine.sync_engine, "before_cursor_execute", record)
 
-    return Listening()
+def writes_of(statements: list[str]) -> list[str]:
+    """The table each INSERT/UPDATE/DELETE touches, in order; a statement that carries inserts as CTEs
+    (`WITH w0 AS (INSERT …) UPDATE …`) adds them in the order written."""
+    return [f"{verb.split()[0]} {table}" for statement in statements for verb, table in WRITE.findall(statement)]
 
 
 async def test_the_key_and_audit_rows_are_written_before_the_seat_row_is_locked(world: World) -> None:
@@ -155,9 +159,10 @@ async def test_the_key_and_audit_rows_are_written_before_the_seat_row_is_locked(
     commits), so a request writes its own rows first, its stored Idempotency-Key answer too, and the seat
     update is its last statement before the commit."""
     offering_id = await world.offering("sakky", seats=5)
-    with writes_during(world) as seen:
+    with statements_during(world) as statements:
         answer = await post(world, enrolment_body(offering_id, "kao", "L1"), key="l1")
     assert answer.status_code == 201
+    seen = writes_of(statements)
     assert seen[-1] == "UPDATE offerings"
     assert {"INSERT idempotency_keys", "INSERT audit_log", "INSERT enrolments"} <= set(seen[:-1])
     replay = await post(world, enrolment_body(offering_id, "kao", "L1"), key="l1")
@@ -169,18 +174,10 @@ async def test_on_postgresql_a_new_request_is_two_statements(world: World, db_ki
     audit and Idempotency-Key inserts travel with the seat update as one statement (its CTEs); the
     enrolment's foreign key to the student inserted beside it holds. SQLite runs them one by one."""
     offering_id = await world.offering("sakky", seats=5)
-    statements: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        statements.append(statement)
-
-    sa.event.listen(world.engine.sync_engine, "before_cursor_execute", record)
-    try:
+    with statements_during(world) as statements:
         answer = await post(world, enrolment_body(offering_id, "kao", "RT1"), key="rt1")
-    finally:
-        sa.event.remove(world.engine.sync_engine, "before_cursor_execute", record)
     assert answer.status_code == 201
-    writes = [f"{verb.split()[0]} {table}" for s in statements for verb, table in WRITE.findall(s)]
+    writes = writes_of(statements)
     assert writes[-1] == "UPDATE offerings"
     expected = {"INSERT students", "INSERT enrolments", "INSERT audit_log", "INSERT idempotency_keys"}
     if db_kind == "postgres":
@@ -199,14 +196,14 @@ async def test_a_waitlisted_request_stores_its_waitlisted_answer_under_its_key(w
     """The key's answer is stored before the seat is tried, as if seated; a full offering corrects it."""
     offering_id = await world.offering("sakky", seats=1)
     await post(world, enrolment_body(offering_id, "kao", "W1"), key="w1")
-    with writes_during(world) as seen:
+    with statements_during(world) as statements:
         waiting = await post(world, enrolment_body(offering_id, "kao", "W2"), key="w2")
     assert (waiting.status_code, waiting.json()["status"], waiting.json()["waitlist_position"]) == (
         201,
         "waitlisted",
         1,
     )
-    assert seen.count("UPDATE idempotency_keys") == 1
+    assert writes_of(statements).count("UPDATE idempotency_keys") == 1
     replay = await post(world, enrolment_body(offering_id, "kao", "W2"), key="w2")
     assert (replay.status_code, replay.content) == (200, waiting.content)
     assert (await world.client.get(f"/{waiting.json()['id']}", headers=COUNSELLOR)).json() == waiting.json()
