@@ -132,6 +132,12 @@ class Relay:
         )
         self._pending_sqlite, self._pending_pg = pending + "?", pending + "$1"
         self._mark_pg = f"UPDATE {o.name} SET published_at = $1 WHERE id = ANY($2::bigint[])"
+        # One statement (its own transaction): the read shares the update's snapshot, so it still sees
+        # the rows being marked as pending and leaves them out by id.
+        self._mark_and_fetch_pg = (
+            f"WITH marked AS ({self._mark_pg}) SELECT id, event_id, routing_key, payload, created_at FROM {o.name}"
+            " WHERE published_at IS NULL AND id <> ALL($2::bigint[]) ORDER BY id LIMIT $3"
+        )
         self._published: dict[str, Counter] = {}
 
     def wake_on_commit(self, engine: AsyncEngine) -> None:
@@ -217,7 +223,8 @@ class Relay:
         return confirmed
 
     async def _mark_and_fetch(self, published: Sequence[Pending], *, fetch: bool = True) -> list[Pending]:
-        """Mark confirmed rows sent and read the next pending ones, in one transaction.
+        """Mark confirmed rows sent and read the next pending ones, in one transaction (on PostgreSQL one
+        statement).
 
         On the inline SQLite connection and on asyncpg the transaction runs on the driver itself
         (`shared.direct`): no SQLAlchemy statement, no greenlet hop, and no commit event to wake
@@ -258,11 +265,13 @@ class Relay:
     async def _mark_and_fetch_asyncpg(
         self, db: asyncpg.Connection, ids: list[int], now: float, fetch: bool
     ) -> list[Pending]:
+        """One round trip: a single statement needs no BEGIN and COMMIT of its own (autocommit)."""
         if not ids:
             return [Pending(*row) for row in await db.fetch(self._pending_pg, self.batch)] if fetch else []
-        async with db.transaction():
+        if not fetch:
             await db.execute(self._mark_pg, now, ids)
-            return [Pending(*row) for row in await db.fetch(self._pending_pg, self.batch)] if fetch else []
+            return []
+        return [Pending(*row) for row in await db.fetch(self._mark_and_fetch_pg, now, ids, self.batch)]
 
     async def _mark_and_fetch_sqlalchemy(
         self, conn: AsyncConnection, ids: list[int], now: float, fetch: bool
