@@ -7,8 +7,10 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import aio_pika
+import asyncpg
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -106,6 +108,37 @@ async def test_relay_publishes_committed_events_in_order_and_never_rolled_back_o
             await asyncio.sleep(0.3)
             assert await queue.get(fail=False) is None, "something beyond the committed events was published"
     assert received == [e.id for e in events]
+    assert (await backlog(engine, outbox))[0] == 0
+
+
+async def test_on_postgresql_a_relay_marks_what_was_confirmed_and_reads_on_in_one_statement(
+    engine: AsyncEngine, db_kind: str, bus: BusNamespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A relay cycle is a read, the publishes, then marking them and reading on. On PostgreSQL each
+    statement is a round trip, so the mark and the next read are one statement (no BEGIN and COMMIT
+    around two): the read must leave out the rows it marks, which its snapshot still shows pending."""
+    events = [institution_event(f"cycle-{i}") for i in range(6)]
+    async with engine.begin() as conn:
+        await stage(conn, outbox, *events)
+    statements: list[str] = []
+    for name in ("execute", "fetch", "fetchrow", "executemany"):  # what the relay (and BEGIN, COMMIT) run on
+        run = getattr(asyncpg.Connection, name)
+
+        async def counted(self: asyncpg.Connection, query: str, *args: Any, _run: Any = run, **kw: Any) -> Any:
+            statements.append(query.split()[0].rstrip(";"))
+            return await _run(self, query, *args, **kw)
+
+        monkeypatch.setattr(asyncpg.Connection, name, counted)
+    relay = Relay(engine, outbox, service="test", amqp_url=AMQP_URL, exchange=bus.exchange, batch=10)
+    async with probe(bus) as queue:
+        connection = await aio_pika.connect(AMQP_URL)
+        async with connection:
+            channel = await connection.channel(publisher_confirms=True)
+            assert await relay.publish_batch(await declare_exchange(channel, bus.exchange)) == 6
+        assert await receive(queue, 6) == [e.id for e in events]
+    if db_kind == "postgres":
+        assert statements == ["SELECT", "WITH"], statements  # read 6; mark them and find nothing more
+    monkeypatch.undo()
     assert (await backlog(engine, outbox))[0] == 0
 
 
