@@ -128,6 +128,8 @@ def make_worker(
         # Any commit on this engine may have staged events: wake the relay now, not at its next poll.
         relay.wake_on_commit(engine)
         loops.append(relay.run())
+        if engine.dialect.name == "postgresql":  # and after commits in the API's process too (LISTEN/NOTIFY)
+            loops.append(relay.listen(engine.url.set(drivername="postgresql").render_as_string(hide_password=False)))
     if inbox is not None and (subscriptions or binding_keys):
         consumer = Consumer(
             engine,

@@ -26,6 +26,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared import metrics
+from shared.bus.tables import NOTIFY_CHANNEL
 from shared.bus.topology import declare_exchange
 from shared.db import Writes, plain_insert
 from shared.direct import driver_of, placeholders, translated
@@ -148,6 +149,38 @@ class Relay:
                 self.kick.set()
 
         event.listen(engine.sync_engine, "commit", on_commit)
+
+    async def listen(self, dsn: str, *, check_every_s: float = 30.0) -> None:
+        """PostgreSQL: wake the relay whenever a transaction that staged events commits, in any process.
+
+        LISTENs on `NOTIFY_CHANNEL` (the outbox's trigger, `create_outbox_notify`) on a connection of its
+        own, and reconnects when it is lost; after (re)connecting it wakes the relay once for what was
+        staged meanwhile. The poll stays as the fallback, so a lost notification only costs its delay.
+        """
+        backoff = 0.2
+        while True:
+            try:
+                conn = await asyncpg.connect(dsn, timeout=5)
+                try:
+                    lost = asyncio.Event()
+                    conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
+                    await conn.add_listener(NOTIFY_CHANNEL, lambda *_: self.kick.set())
+                    self.kick.set()
+                    backoff = 0.2
+                    while not lost.is_set():
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(lost.wait(), check_every_s)
+                        if not lost.is_set():
+                            await conn.execute("SELECT 1")  # a half-open socket shows here
+                finally:
+                    with contextlib.suppress(Exception):
+                        await conn.close(timeout=2)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("relay listener failed; reconnecting", service=self.service, error=repr(exc))
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
 
     async def run(self) -> None:
         """Publish forever, reconnecting after broker or database failures."""

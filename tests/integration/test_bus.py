@@ -350,6 +350,58 @@ async def test_an_idle_relay_still_finds_an_event_nobody_kicked_it_for(engine: A
         await eventually(marked, timeout=5)
 
 
+@pytest.mark.skipif("postgres" not in DB_KINDS, reason="LISTEN/NOTIFY is PostgreSQL's (TARJOTIN_TEST_DBS)")
+async def test_on_postgresql_a_relay_wakes_at_once_for_events_another_process_staged(
+    tmp_path: Path, bus: BusNamespace
+) -> None:
+    """The API's process stages and commits; the worker's relay, polling only every 10 s here, hears of
+    it through the outbox's trigger (LISTEN/NOTIFY), also after its listening connection was killed."""
+    async with database("postgres", tmp_path, "notify") as url:
+        await migrate("enrolment", url)
+        worker, api = make_engine(url), make_engine(url)
+        dsn = worker.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        relay = Relay(
+            worker, outbox, service="test", amqp_url=AMQP_URL, exchange=bus.exchange, poll_s=10, idle_poll_s=10
+        )
+
+        async def listening() -> list[int]:
+            async with api.connect() as conn:
+                found = await conn.execute(
+                    sa.text(
+                        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'"
+                    )
+                )
+                return list(found.scalars())
+
+        try:
+            async with probe(bus) as queue, running(relay.run()), running(relay.listen(dsn)):
+                await relay.connected.wait()
+                await eventually(listening, timeout=5)
+                await asyncio.sleep(0.3)  # the relay has read the empty outbox and waits for its next poll
+                first = institution_event("notified")
+                async with api.begin() as conn:
+                    await stage(conn, outbox, first)
+                assert await receive(queue, 1, timeout=3) == [first.id]
+
+                killed = await listening()
+                async with api.connect() as conn:
+                    terminate = "SELECT pg_terminate_backend(pid) FROM unnest(CAST(:pids AS integer[])) AS pid"
+                    await conn.execute(sa.text(terminate), {"pids": killed})
+
+                async def listening_again() -> bool:
+                    return bool(set(await listening()) - set(killed))
+
+                await eventually(listening_again, timeout=5)
+                await asyncio.sleep(0.3)
+                second = institution_event("notified-again")
+                async with api.begin() as conn:
+                    await stage(conn, outbox, second)
+                assert await receive(queue, 1, timeout=3) == [second.id]
+        finally:
+            await worker.dispose()
+            await api.dispose()
+
+
 async def test_a_lingering_consumer_takes_what_arrives_meanwhile_into_the_same_batch(
     engine: AsyncEngine, bus: BusNamespace
 ) -> None:
