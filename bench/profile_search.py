@@ -43,7 +43,7 @@ from tests.support import auth
 
 auth.install_env()
 
-from services.catalogue.app import MIGRATIONS, build_api  # noqa: E402  (after the test key is installed)
+from services.catalogue.app import MIGRATIONS, PG_SETTINGS, build_api  # noqa: E402  (after the test key is installed)
 from services.catalogue.settings import Settings  # noqa: E402
 from services.catalogue.tables import offerings  # noqa: E402
 from shared.db import make_engine  # noqa: E402
@@ -208,7 +208,7 @@ async def run(kind: str, args: argparse.Namespace) -> dict[str, Any]:
     url = await fresh_database(kind, args.reuse)
     await asyncio.to_thread(upgrade, MIGRATIONS, url)
     app = build_api(Settings(database_url=url))
-    engine = make_engine(url)
+    engine = make_engine(url, pg_settings=PG_SETTINGS)  # the one `build_api` made
     app.state.engine = engine
     client = Client(app)
     seeded: dict[str, Any] = {}

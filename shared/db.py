@@ -36,20 +36,22 @@ def is_sqlite(url: str) -> bool:
 
 
 @functools.cache
-def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+def make_engine(url: str, *, pool_size: int = 10, pg_settings: tuple[tuple[str, str], ...] = ()) -> AsyncEngine:
     """One engine per database per process (cached, so the API and worker of a combined process share it).
 
     SQLite: a single connection (one writer), every transaction `BEGIN IMMEDIATE`, statements run on
     the event loop's own thread (see `_InlineSqlite`). PostgreSQL: `pool_size` connections kept open,
     none beyond; no round trip to test a connection at each checkout; one the server has closed is
-    replaced instead (`_replace_closed`).
+    replaced instead (`_replace_closed`); `pg_settings` are the server settings of every connection
+    (sent as it opens: no round trip).
     """
     if not is_sqlite(url):
         # No overflow: a connection opened above the pool's size is closed again as soon as it is returned,
         # and under a rush that meant a new server process (fork, catalogue cache, SQLAlchemy's type
         # queries) every few requests: the postmaster alone took 0.1 core. Requests beyond `pool_size`
         # wait for a connection instead; ten in flight keep one process busy (docs/performance.md).
-        engine = create_async_engine(url, pool_size=pool_size, max_overflow=0)
+        connect_args = {"server_settings": dict(pg_settings)} if pg_settings else {}
+        engine = create_async_engine(url, pool_size=pool_size, max_overflow=0, connect_args=connect_args)
         event.listen(engine.sync_engine, "checkout", _replace_closed)
         return engine
     path = url.split("///", 1)[1] if "///" in url else ""

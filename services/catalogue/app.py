@@ -23,13 +23,17 @@ from shared.service import make_api, make_worker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 PREFIX = "/api/catalogue"
+# PostgreSQL's default random_page_cost (4) prices an index probe as a disk seek; the catalogue's search
+# tables are small and in memory, so at 4 a word search scanned every offering rather than fetch the
+# few of the matching courses by index: 3x the database CPU per search (docs/performance.md).
+PG_SETTINGS = (("random_page_cost", "1.1"),)
 log = structlog.get_logger("catalogue")
 
 
 def build_api(settings: Settings) -> FastAPI:
     app = make_api(
         settings,
-        make_engine(settings.database_url),
+        make_engine(settings.database_url, pg_settings=PG_SETTINGS),
         router,
         prefix=PREFIX,
         outbox=outbox,
@@ -56,7 +60,7 @@ async def warm_search(engine: AsyncEngine) -> None:
 def build_worker(settings: Settings) -> list[Coroutine[Any, Any, None]]:
     return make_worker(
         settings,
-        make_engine(settings.database_url),
+        make_engine(settings.database_url, pg_settings=PG_SETTINGS),
         outbox=outbox,
         inbox=inbox,
         subscriptions=SUBSCRIPTIONS,

@@ -148,9 +148,12 @@ def _conditions(shape: Shape, *, words: bool = True, dense: bool = False) -> lis
     d = offering_search.c
     course: sa.ColumnElement[Any] = sa.literal_column("+offering_search.course_id") if dense else d.course_id
     where: list[sa.ColumnElement[bool]] = []
-    if words:
-        for i, prefix in enumerate(shape.prefixes):
-            where.append(course.in_(sa.select(course_terms.c.course_id).where(_term_range(i, prefix))))
+    if words and shape.prefixes:
+        # The courses with every word, as one set: PostgreSQL's planner estimates the intersection no
+        # larger than its smaller part and fetches the few offerings by course, where separate IN
+        # conditions made it scan every offering and test each against the second word's courses.
+        courses = [sa.select(course_terms.c.course_id).where(_term_range(i, p)) for i, p in enumerate(shape.prefixes)]
+        where.append(course.in_(courses[0] if len(courses) == 1 else sa.intersect(*courses)))
     where += [d[EQUAL[name]] == sa.bindparam(f"f_{name}") for name in shape.equal]
     if shape.language:
         where.append(d.languages.contains(sa.bindparam("f_language")))
