@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run stop status test test-unit lint bench chaos venv clean
+.PHONY: run stop status test test-unit lint bench chaos ordering venv clean
 
 run:            ## install what is missing, start RabbitMQ, 4 services, their workers, nginx; load demo data
 	bash scripts/tarjotin.sh up
@@ -39,3 +39,8 @@ bench: venv     ## the floor and the system under load, SQLite and PostgreSQL; p
 chaos: venv     ## the full chaos burst: 10,000 enrolments while services are SIGKILLed and RabbitMQ restarts
 	bash scripts/bootstrap.sh all
 	TARJOTIN_CHAOS_N=10000 $(PY) -m pytest -q tests/e2e/test_chaos.py -k sigkill
+
+ordering: venv  ## the ordering and duplicates property tests (hypothesis) with 25 times the suite's examples
+	bash scripts/bootstrap.sh all
+	TARJOTIN_TEST_EXAMPLES_SCALE=25 $(PY) -m pytest -q tests/integration/test_enrolment_ordering.py \
+		tests/integration/test_billing_ordering.py tests/integration/test_reporting_ordering.py

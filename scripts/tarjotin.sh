@@ -201,18 +201,24 @@ Stop it with: make stop
 MSG
 }
 
-down() {  # every process with a pid file: TERM, then KILL after 10 s
-  local pf pid i
+down() {  # every process with a pid file: TERM to all at once, then KILL what is left after 10 s
+  local pf pid i left pids=()
   for pf in "$RUN"/pids/*.pid; do
     [ -e "$pf" ] || continue
     if alive "$pf"; then
       pid=$(cat "$pf")
       kill "$pid" 2>/dev/null || true
-      for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-      kill -KILL "$pid" 2>/dev/null || true
+      pids+=("$pid")
     fi
     rm -f "$pf"
   done
+  for ((i = 0; i < 100; i++)); do  # they shut down side by side: the slowest one sets the pace
+    left=0
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && left=1; done
+    ((left)) || break
+    sleep 0.1
+  done
+  for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
   say "stopped"
 }
 

@@ -32,7 +32,7 @@ from shared.bus import Consumer
 from shared.db import make_engine
 from shared.events import Envelope, InstitutionRegistered, InstitutionUpdated, LocalizedText, new_event
 from tests.integration.test_billing_support import World
-from tests.support.infra import database, migrate
+from tests.support.infra import database, examples, migrate
 
 pytestmark = pytest.mark.integration
 DEADLINE = date(2026, 9, 14)
@@ -138,9 +138,9 @@ def run_case(kind: str, delivered: list[Envelope]) -> dict[str, Any]:
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgres"])
 def test_consumed_events_in_any_order_and_any_number_of_times_give_the_in_order_state(kind: str) -> None:
-    examples = 10 if kind == "sqlite" else 4
+    count = examples(10 if kind == "sqlite" else 4)
 
-    @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=count, deadline=None, suppress_health_check=list(HealthCheck))
     @given(
         lives=st.lists(st.tuples(st.sampled_from(PAYERS), st.sampled_from(FATES)), min_size=2, max_size=5),
         seed=st.integers(0, 10**6),

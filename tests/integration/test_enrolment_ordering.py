@@ -31,7 +31,7 @@ from shared.events import (
     OfferingUpdated,
     new_event,
 )
-from tests.support.infra import database, migrate
+from tests.support.infra import database, examples, migrate
 
 pytestmark = pytest.mark.integration
 TODAY = date.today()
@@ -127,10 +127,10 @@ def run_case(kind: str, decisions: list[bool], order: list[int], duplicates: lis
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgres"])
 def test_consumed_events_in_any_order_and_any_number_of_times_give_the_in_order_state(kind: str) -> None:
-    examples = 12 if kind == "sqlite" else 4
+    count = examples(12 if kind == "sqlite" else 4)
     in_order: dict[tuple[bool, ...], dict[str, Any]] = {}
 
-    @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=count, deadline=None, suppress_health_check=list(HealthCheck))
     @given(decisions=st.lists(st.booleans(), min_size=SEATS, max_size=SEATS), seed=st.integers(0, 10**6))
     def check(decisions: list[bool], seed: int) -> None:
         rng = random.Random(seed)

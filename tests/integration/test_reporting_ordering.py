@@ -23,6 +23,7 @@ from services.reporting.tables import enrolment_states, event_store, offering_co
 from shared.db import make_engine
 from shared.events import Envelope
 from tests.integration.test_reporting_scenario import ALL, YEAR, Network, all_reports, reporting_engine, scenario
+from tests.support.infra import examples
 
 pytestmark = pytest.mark.integration
 SHUFFLES = (1, 2, 3, 5, 8, 13)  # fixed seeds: failures reproduce
@@ -121,7 +122,9 @@ def test_orders_and_repeats_drawn_by_hypothesis_give_the_in_order_reports(kind: 
             finally:
                 make_engine.cache_clear()
 
-    @settings(max_examples=8 if kind == "sqlite" else 3, deadline=None, suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=examples(8 if kind == "sqlite" else 3), deadline=None, suppress_health_check=list(HealthCheck)
+    )
     @given(order=st.permutations(range(n)), repeats=st.lists(st.integers(0, n - 1), max_size=n // 3))
     def check(order: list[int], repeats: list[int]) -> None:
         delivered = [events[i] for i in order]

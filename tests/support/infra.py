@@ -20,6 +20,17 @@ from shared.migrate import upgrade
 AMQP_URL = os.environ.get("TARJOTIN_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 PG_URL = os.environ.get("TARJOTIN_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432")
 DB_KINDS = [k for k in os.environ.get("TARJOTIN_TEST_DBS", "sqlite,postgres").split(",") if k]
+_SCALE = os.environ.get("TARJOTIN_TEST_EXAMPLES_SCALE", "1")
+if not _SCALE.isdigit() or int(_SCALE) < 1:
+    raise ValueError(f"TARJOTIN_TEST_EXAMPLES_SCALE must be a whole number of at least 1, not {_SCALE!r}")
+
+
+def examples(count: int) -> int:
+    """How many hypothesis examples a property test draws: `count` in the normal suite (bounded in time),
+    times TARJOTIN_TEST_EXAMPLES_SCALE for a longer hunt (`make ordering` runs the ordering tests at 25×)."""
+    return count * int(_SCALE)
+
+
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("catalogue", "enrolment", "billing", "reporting")
 
