@@ -358,11 +358,11 @@ async def test_on_postgresql_a_relay_wakes_at_once_for_events_another_process_st
     it through the outbox's trigger (LISTEN/NOTIFY), also after its listening connection was killed."""
     async with database("postgres", tmp_path, "notify") as url:
         await migrate("enrolment", url)
-        worker, api = make_engine(url), make_engine(url)
-        dsn = worker.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        relay = Relay(
-            worker, outbox, service="test", amqp_url=AMQP_URL, exchange=bus.exchange, poll_s=10, idle_poll_s=10
-        )
+        # One engine for both sides (make_engine is cached per URL); no commit listener wakes the relay on
+        # it, as for an API in another process: only the notification can.
+        api = make_engine(url)
+        dsn = api.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        relay = Relay(api, outbox, service="test", amqp_url=AMQP_URL, exchange=bus.exchange, poll_s=10, idle_poll_s=10)
 
         async def listening() -> list[int]:
             async with api.connect() as conn:
@@ -398,8 +398,8 @@ async def test_on_postgresql_a_relay_wakes_at_once_for_events_another_process_st
                     await stage(conn, outbox, second)
                 assert await receive(queue, 1, timeout=3) == [second.id]
         finally:
-            await worker.dispose()
             await api.dispose()
+            make_engine.cache_clear()
 
 
 async def test_a_lingering_consumer_takes_what_arrives_meanwhile_into_the_same_batch(
