@@ -167,6 +167,31 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def machine_jiffies() -> tuple[int, int, int]:
+    """The whole machine's CPU time so far from /proc/stat, in clock ticks: (busy, steal, total).
+
+    Busy is everything but idle, iowait and steal: the services, PostgreSQL, RabbitMQ, nginx, the driver
+    and anything else running. Steal is time the hypervisor gave the cores to someone else."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except (OSError, ValueError, IndexError):
+        return 0, 0, 0
+    user, nice, system, idle, iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    total = user + nice + system + idle + iowait + irq + softirq + steal
+    return user + nice + system + irq + softirq, steal, total
+
+
+def busy_share(before: tuple[int, int, int], after: tuple[int, int, int]) -> dict[str, float]:
+    """Per cent of the machine's CPU time between two `machine_jiffies` readings: busy and stolen."""
+    total = after[2] - before[2]
+    if total <= 0:
+        return {"busy_pct": 0.0, "steal_pct": 0.0}
+    return {
+        "busy_pct": round(100 * (after[0] - before[0]) / total, 1),
+        "steal_pct": round(100 * (after[1] - before[1]) / total, 1),
+    }
+
+
 def rss_mb(pid: int) -> float:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
