@@ -35,6 +35,19 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
+# Options of SQLAlchemy's asyncpg adapter that asyncpg.connect itself does not take.
+_ADAPTER_ONLY = frozenset({"async_creator_fn", "prepared_statement_cache_size", "prepared_statement_name_func"})
+
+
+def driver_connect_args(engine: AsyncEngine) -> dict[str, Any]:
+    """PostgreSQL: `asyncpg.connect` keyword arguments for a connection of one's own (outside the pool) to
+    the engine's database: its URL as the dialect translates it (host, port, user, password, database,
+    ssl, …), less the options only SQLAlchemy's adapter knows. Turning the URL back into a DSN instead
+    would hand asyncpg those options as server settings, and the server refuses unknown ones."""
+    _args, kwargs = engine.dialect.create_connect_args(engine.url)
+    return {name: value for name, value in kwargs.items() if name not in _ADAPTER_ONLY}
+
+
 @functools.cache
 def make_engine(url: str, *, pool_size: int = 10, pg_settings: tuple[tuple[str, str], ...] = ()) -> AsyncEngine:
     """One engine per database per process (cached, so the API and worker of a combined process share it).

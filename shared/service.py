@@ -17,6 +17,7 @@ from shared import idempotency
 from shared.audit import audit_router
 from shared.auth import verifier_from_settings
 from shared.bus import Consumer, Handler, Relay, backlog, prune_published
+from shared.db import driver_connect_args
 from shared.http import (
     NulGuardMiddleware,
     RequestContextMiddleware,
@@ -129,7 +130,7 @@ def make_worker(
         relay.wake_on_commit(engine)
         loops.append(relay.run())
         if engine.dialect.name == "postgresql":  # and after commits in the API's process too (LISTEN/NOTIFY)
-            loops.append(relay.listen(engine.url.set(drivername="postgresql").render_as_string(hide_password=False)))
+            loops.append(relay.listen(driver_connect_args(engine)))
     if inbox is not None and (subscriptions or binding_keys):
         consumer = Consumer(
             engine,

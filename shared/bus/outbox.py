@@ -13,8 +13,8 @@ import asyncio
 import contextlib
 import sqlite3
 import time
-from collections.abc import Sequence
-from typing import NamedTuple
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
 import aio_pika
 import asyncpg
@@ -150,17 +150,18 @@ class Relay:
 
         event.listen(engine.sync_engine, "commit", on_commit)
 
-    async def listen(self, dsn: str, *, check_every_s: float = 30.0) -> None:
+    async def listen(self, connect_args: Mapping[str, Any], *, check_every_s: float = 30.0) -> None:
         """PostgreSQL: wake the relay whenever a transaction that staged events commits, in any process.
 
         LISTENs on `NOTIFY_CHANNEL` (the outbox's trigger, `create_outbox_notify`) on a connection of its
-        own, and reconnects when it is lost; after (re)connecting it wakes the relay once for what was
+        own (`connect_args`: `asyncpg.connect`'s, see `shared.db.driver_connect_args`), and reconnects when
+        it is lost; after (re)connecting it wakes the relay once for what was
         staged meanwhile. The poll stays as the fallback, so a lost notification only costs its delay.
         """
         backoff = 0.2
         while True:
             try:
-                conn = await asyncpg.connect(dsn, timeout=5)
+                conn = await asyncpg.connect(**{**connect_args, "timeout": 5})
                 try:
                     lost = asyncio.Event()
                     conn.add_termination_listener(lambda _conn, lost=lost: lost.set())

@@ -536,8 +536,8 @@ def test_the_billing_worker_runs_housekeeping_the_relay_the_consumer_and_the_dea
 
 def test_on_postgresql_the_billing_worker_also_listens_for_commits_in_other_processes() -> None:
     """On PostgreSQL the relay also LISTENs for the outbox trigger's notifications (from the API's
-    process), on a plain asyncpg connection to the same database."""
-    url = "postgresql+asyncpg://tarjotin:pw@127.0.0.1:5432/tarjotin_billing"
+    process), on a plain asyncpg connection to the same database (without the options of SQLAlchemy's adapter)."""
+    url = "postgresql+asyncpg://tarjotin:pw@127.0.0.1:5432/tarjotin_billing?prepared_statement_cache_size=100"
     loops = build_worker(Settings(database_url=url))
     try:
         assert [repr(c).split()[2] for c in loops] == [
@@ -547,7 +547,13 @@ def test_on_postgresql_the_billing_worker_also_listens_for_commits_in_other_proc
             "Consumer.run",
             "charge_due_loop",
         ]
-        assert inspect.getcoroutinelocals(loops[2])["dsn"] == "postgresql://tarjotin:pw@127.0.0.1:5432/tarjotin_billing"
+        assert inspect.getcoroutinelocals(loops[2])["connect_args"] == {
+            "host": "127.0.0.1",
+            "port": 5432,
+            "user": "tarjotin",
+            "password": "pw",
+            "database": "tarjotin_billing",
+        }
     finally:
         for coroutine in loops:
             coroutine.close()

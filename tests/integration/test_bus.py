@@ -20,7 +20,7 @@ from services.enrolment.tables import inbox, institutions, outbox
 from shared.bus import Consumer, Relay, backlog, prune_published, stage
 from shared.bus.deadletters import list_dead, replay_dead
 from shared.bus.topology import declare_exchange
-from shared.db import make_engine
+from shared.db import driver_connect_args, make_engine
 from shared.events import Envelope, InstitutionRegistered, LocalizedText, new_event
 from tests.support.infra import AMQP_URL, DB_KINDS, BusNamespace, database, eventually, migrate
 from tests.support.proxy import Proxy
@@ -359,9 +359,14 @@ async def test_on_postgresql_a_relay_wakes_at_once_for_events_another_process_st
     async with database("postgres", tmp_path, "notify") as url:
         await migrate("enrolment", url)
         # One engine for both sides (make_engine is cached per URL); no commit listener wakes the relay on
-        # it, as for an API in another process: only the notification can.
-        api = make_engine(url)
-        dsn = api.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        # it, as for an API in another process: only the notification can. Its URL carries an option only
+        # SQLAlchemy's adapter knows: the listener's own connection must still open (the server refuses
+        # it as a setting).
+        api = make_engine(
+            sa.make_url(url)
+            .update_query_dict({"prepared_statement_cache_size": "100"})
+            .render_as_string(hide_password=False)
+        )
         relay = Relay(api, outbox, service="test", amqp_url=AMQP_URL, exchange=bus.exchange, poll_s=10, idle_poll_s=10)
 
         async def listening() -> list[int]:
@@ -374,7 +379,7 @@ async def test_on_postgresql_a_relay_wakes_at_once_for_events_another_process_st
                 return list(found.scalars())
 
         try:
-            async with probe(bus) as queue, running(relay.run()), running(relay.listen(dsn)):
+            async with probe(bus) as queue, running(relay.run()), running(relay.listen(driver_connect_args(api))):
                 await relay.connected.wait()
                 await eventually(listening, timeout=5)
                 await asyncio.sleep(0.3)  # the relay has read the empty outbox and waits for its next poll
