@@ -155,8 +155,8 @@ class Relay:
 
         LISTENs on `NOTIFY_CHANNEL` (the outbox's trigger, `create_outbox_notify`) on a connection of its
         own (`connect_args`: `asyncpg.connect`'s, see `shared.db.driver_connect_args`), and reconnects when
-        it is lost; after (re)connecting it wakes the relay once for what was
-        staged meanwhile. The poll stays as the fallback, so a lost notification only costs its delay.
+        it is lost; after (re)connecting it wakes the relay once for what was staged meanwhile. The poll
+        stays as the fallback, so a lost notification only costs its delay.
         """
         backoff = 0.2
         while True:
