@@ -45,6 +45,7 @@ from bench.system import ROOT, BenchSystem, busy_share, cpu_seconds, machine_jif
 from tests.support.system import free_port
 
 CONFIRMED = "fi.tarjotin.enrolment.confirmed.v1"
+REFUSED_EXAMPLES = 5
 
 
 def run_floor(floor: Path, db: str, n: int, concurrency: int, rate: float) -> dict[str, Any]:
@@ -99,6 +100,10 @@ async def measure_system(
         headers=lambda i: {**auth, "Idempotency-Key": f"{tag}-{i}"},
     )
     ok = [i for i, status in enumerate(result.status) if status == 201]
+    # What the few refused requests were told (status, problem detail, request id): enough to tell a
+    # gateway's "not answering" from a service's "database briefly unreachable" after the run is gone.
+    refused_at = [i for i, status in enumerate(result.status) if status != 201][:REFUSED_EXAMPLES]
+    refused = [f"{result.status[i]} {result.body[i][:400].decode(errors='replace')}" for i in refused_at]
     sent_by_id = {orjson.loads(result.body[i])["id"]: result.sent_at[i] for i in ok}
     done_at = await wait_for_reports(system, set(sent_by_id), within_s=max(120.0, n / 20))
     machine_share = busy_share(machine_before, machine_jiffies())  # the sending and the catching up
@@ -115,6 +120,7 @@ async def measure_system(
         "accepted": len(ok),
         "completed": len(done_at),
         "status": {str(s): result.status.count(s) for s in sorted(set(result.status))},
+        "refused": refused,
         "e2e_per_s": round(len(done_at) / (last - first), 1) if last > first else 0.0,
         "http_rps": round(n / result.wall_s, 1),
         "http_p50_ms": pct(result.latency_ms, 50),
@@ -135,7 +141,7 @@ async def measure_system(
 
 REPEAT_FIGURES = (
     *("n", "accepted", "completed", "e2e_per_s", "lag_p50_ms", "lag_p99_ms"),
-    *("confirmed_p50_ms", "confirmed_p99_ms", "cpu_per_enrolment_ms", "busy_pct", "steal_pct"),
+    *("confirmed_p50_ms", "confirmed_p99_ms", "cpu_per_enrolment_ms", "busy_pct", "steal_pct", "refused"),
 )
 
 
@@ -302,7 +308,20 @@ def table(results: list[dict[str, Any]]) -> str:
                     for x in repeats
                 )
                 lines.append(f"{r['db']} {int(run['rate'])}/s, → confirmed p99 of each run (ms): {each}")
+    for r in results:
+        for label, run in system_runs(r):
+            lines += [f"{r['db']} {label}: refused: {answer}" for answer in run.get("refused") or []]
     return "\n".join(lines)
+
+
+def system_runs(r: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Every run of the system on one database kind, labelled, repeats of the fixed rates included."""
+    runs = [("flat out", r["system"])] if "system" in r else []
+    for rate in r.get("system_rates", []):
+        runs += [(f"{int(rate['rate'])}/s run {i + 1}", x) for i, x in enumerate(rate.get("repeats") or [rate])]
+    if "system_one_offering" in r:
+        runs.append(("one offering", r["system_one_offering"]))
+    return runs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -375,12 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     if any("latency" in r for r in results):
         print(latency.latency_table(results))
     print(f"\nwritten: {path}")
-    complete = all(
-        run["completed"] == run["accepted"] == run["n"]
-        for r in results
-        if "system" in r
-        for run in (r["system"], r["system_one_offering"], *(x for y in r["system_rates"] for x in y["repeats"]))
-    )
+    complete = all(run["completed"] == run["accepted"] == run["n"] for r in results for _label, run in system_runs(r))
     answered = all(
         not r["latency"]["search"]["errors"] and not any(size["errors"] for size in r["latency"]["reports"]["sizes"])
         for r in results

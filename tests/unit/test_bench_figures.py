@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.run import REPEAT_FIGURES, median_run
+from bench.run import REPEAT_FIGURES, median_run, system_runs, table
 from bench.system import busy_share
 
 
@@ -30,3 +30,20 @@ def test_busy_share_counts_everything_but_idle_and_steal_of_the_time_between_rea
     # (busy, steal, total) clock ticks: 150 of 200 busy, 10 stolen.
     assert busy_share((1000, 50, 4000), (1150, 60, 4200)) == {"busy_pct": 75.0, "steal_pct": 5.0}
     assert busy_share((5, 0, 10), (5, 0, 10)) == {"busy_pct": 0.0, "steal_pct": 0.0}
+
+
+def test_every_run_of_the_system_is_checked_and_what_refused_requests_were_told_is_printed() -> None:
+    flat, hot = _run(10.0, "flat"), _run(20.0, "hot")
+    good, refused = _run(30.0, "good"), _run(40.0, "refused") | {"refused": ['503 {"detail":"send it again"}']}
+    rate = median_run([good, refused]) | {"rate": 200.0}
+    result: dict[str, Any] = {"db": "postgres", "system": flat, "system_rates": [rate], "system_one_offering": hot}
+    labels = [label for label, _run_ in system_runs(result)]
+    assert labels == ["flat out", "200/s run 1", "200/s run 2", "one offering"]
+    assert [run["confirmed_p99_ms"] for _label, run in system_runs(result)] == [10.0, 30.0, 40.0, 20.0]
+    assert system_runs({"db": "sqlite", "latency": {}}) == []
+    for run in (flat, hot, good):
+        run.update(e2e_per_s=1, lag_p50_ms=1, lag_p95_ms=1, lag_p99_ms=1, http_p99_ms=1, cpu_per_enrolment_ms=1)
+    floors = {"floor": {}, "floor_200": {}, "ratio_to_floor": 0.5}
+    printed = table([result | floors | {"system_rates": [rate | good]}])
+    assert 'postgres 200/s run 2: refused: 503 {"detail":"send it again"}' in printed.splitlines()
+    assert "run 1: refused" not in printed
