@@ -64,6 +64,20 @@ def settle_garbage_collector() -> None:
     gc.set_threshold(20_000, 20, 20)
 
 
+def _http_options(settings: ServiceSettings) -> dict[str, Any]:
+    """uvicorn's settings for a service's API, alone (`api`) or beside its worker (`all`)."""
+    return {
+        "host": settings.http_host,
+        "port": settings.http_port,
+        "http": "httptools",
+        "access_log": False,
+        "log_level": "warning",
+        "proxy_headers": True,
+        # Idle connections outlive the gateway's (shared/settings.py, http_keepalive_s).
+        "timeout_keep_alive": settings.http_keepalive_s,
+    }
+
+
 def main(
     settings: ServiceSettings,
     migrations_dir: Path,
@@ -82,16 +96,7 @@ def main(
     if args.command != "migrate":
         settle_garbage_collector()
     if args.command == "api":
-        uvicorn.run(
-            build_api(settings),
-            host=settings.http_host,
-            port=settings.http_port,
-            loop="uvloop",
-            http="httptools",
-            access_log=False,
-            log_level="warning",
-            proxy_headers=True,
-        )
+        uvicorn.run(build_api(settings), loop="uvloop", **_http_options(settings))
         return 0
     import uvloop
 
@@ -101,16 +106,7 @@ def main(
             # services stop spending CPU on empty outbox queries.
             settings.relay_poll_s = 0.5
         app = build_api(settings)
-        config = uvicorn.Config(
-            app,
-            host=settings.http_host,
-            port=settings.http_port,
-            loop="none",
-            http="httptools",
-            access_log=False,
-            log_level="warning",
-            proxy_headers=True,
-        )
+        config = uvicorn.Config(app, loop="none", **_http_options(settings))
         loops = [uvicorn.Server(config).serve(), *build_worker(settings)]
         uvloop.run(run_forever(loops))
         return 0

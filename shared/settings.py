@@ -24,6 +24,10 @@ class ServiceSettings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8100, ge=1, le=65535)
     worker_metrics_port: int = Field(default=0, ge=0, le=65535)
+    # How long an idle HTTP connection is kept open. Longer than the gateway's keepalive_timeout for its
+    # upstreams (60 s, deploy/nginx): the gateway, not the service, closes an idle connection, so a request
+    # never goes out on a connection the service is closing at that moment (a POST would get 502).
+    http_keepalive_s: int = Field(default=75, ge=1, le=3600, validation_alias="TARJOTIN_HTTP_KEEPALIVE_S")
 
     amqp_url: str = Field(
         default="amqp://guest:guest@127.0.0.1:5672/",

@@ -226,3 +226,16 @@ def test_validate_deploy_script_passes() -> None:
     # The script skips the kustomize render when kubectl is missing; this test does not accept that.
     assert "kubectl kustomize deploy/k8s:" in output, output[-3000:]
     assert "SKIPPING" not in output
+
+
+def test_the_gateway_closes_idle_upstream_connections_before_the_services_do() -> None:
+    from shared.settings import ServiceSettings
+
+    template = (ROOT / "deploy" / "nginx" / "tarjotin.conf.template").read_text()
+    upstreams = re.findall(r"^upstream (\S+)\s+\{(.*)\}\s*$", template, flags=re.M)  # one line each
+    assert {name for name, _ in upstreams} == {f"tarjotin_{s}" for s in SERVICES}
+    service_keeps_s = ServiceSettings.model_fields["http_keepalive_s"].default
+    for name, body in upstreams:
+        found = re.search(r"keepalive_timeout (\d+)s;", body)
+        assert found, f"{name}: no keepalive_timeout (nginx's default, 60 s, must be set where it can be compared)"
+        assert int(found.group(1)) < service_keeps_s, name
