@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
+from shared.settings import ServiceSettings
+
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("catalogue", "enrolment", "billing", "reporting")
 K8S = ROOT / "deploy" / "k8s"
@@ -229,8 +231,6 @@ def test_validate_deploy_script_passes() -> None:
 
 
 def test_the_gateway_closes_idle_upstream_connections_before_the_services_do() -> None:
-    from shared.settings import ServiceSettings
-
     template = (ROOT / "deploy" / "nginx" / "tarjotin.conf.template").read_text()
     upstreams = re.findall(r"^upstream (\S+)\s+\{(.*)\}\s*$", template, flags=re.M)  # one line each
     assert {name for name, _ in upstreams} == {f"tarjotin_{s}" for s in SERVICES}
