@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.auth import Principal, Role, require
 from shared.db import UTCDateTime, plain_insert
-from shared.http import ListOf, Page
+from shared.http import ListOf, PageDep
 
 
 def add_audit_table(metadata: sa.MetaData) -> sa.Table:
@@ -82,7 +82,7 @@ def audit_router(table: sa.Table) -> APIRouter:
     async def audit_log(
         request: Request,
         _caller: Annotated[Principal, Depends(require(Role.NETWORK_ADMIN))],
-        page: Annotated[Page, Depends()],
+        page: PageDep,
         actor: Annotated[str | None, Query(max_length=200)] = None,
         institution_id: Annotated[str | None, Query(max_length=64)] = None,
         action: Annotated[str | None, Query(max_length=100)] = None,

@@ -18,6 +18,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from shared.pool import FairAsyncPool
+
 SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=NORMAL",
@@ -56,7 +58,8 @@ def make_engine(url: str, *, pool_size: int = 10, pg_settings: tuple[tuple[str, 
     the event loop's own thread (see `_InlineSqlite`). PostgreSQL: `pool_size` connections kept open,
     none beyond; no round trip to test a connection at each checkout; one the server has closed is
     replaced instead (`_replace_closed`); `pg_settings` are the server settings of every connection
-    (sent as it opens: no round trip).
+    (sent as it opens: no round trip). Both: requests waiting for a connection get one in the order
+    they asked (`shared.pool.FairAsyncPool`).
     """
     if not is_sqlite(url):
         # No overflow: a connection opened above the pool's size is closed again as soon as it is returned,
@@ -64,7 +67,9 @@ def make_engine(url: str, *, pool_size: int = 10, pg_settings: tuple[tuple[str, 
         # queries) every few requests: the postmaster alone took 0.1 core. Requests beyond `pool_size`
         # wait for a connection instead; ten in flight keep one process busy (docs/performance.md).
         connect_args = {"server_settings": dict(pg_settings)} if pg_settings else {}
-        engine = create_async_engine(url, pool_size=pool_size, max_overflow=0, connect_args=connect_args)
+        engine = create_async_engine(
+            url, poolclass=FairAsyncPool, pool_size=pool_size, max_overflow=0, connect_args=connect_args
+        )
         event.listen(engine.sync_engine, "checkout", _replace_closed)
         return engine
     path = url.split("///", 1)[1] if "///" in url else ""
@@ -73,6 +78,7 @@ def make_engine(url: str, *, pool_size: int = 10, pg_settings: tuple[tuple[str, 
     inline = path not in ("", ":memory:") and os.environ.get("TARJOTIN_SQLITE_THREAD", "") != "1"
     engine = create_async_engine(
         url,
+        poolclass=FairAsyncPool,
         pool_size=1,
         max_overflow=0,
         pool_timeout=60,

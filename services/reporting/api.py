@@ -68,8 +68,9 @@ async def output(page: PageDep, format_param: FormatParam = None, accept: Accept
 OutputDep = Annotated[Output, Depends(output)]
 
 
-def get_cache(request: Request) -> ResponseCache:
-    """The app's response cache, for the engine it serves (tests swap `app.state.engine`)."""
+async def get_cache(request: Request) -> ResponseCache:
+    """The app's response cache, for the engine it serves (tests swap `app.state.engine`). Async, so that
+    FastAPI calls it on the loop: a plain function would cost every report a worker-thread round trip."""
     state = request.app.state
     cache: ResponseCache | None = getattr(state, "report_cache", None)
     if cache is None or cache.engine is not state.engine:

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
+from collections.abc import Iterator
+from typing import Any
+
 import httpx
 import pytest
 import structlog
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from sqlalchemy import exc as sa_exc
 
@@ -146,3 +152,41 @@ async def test_other_database_errors_stay_500() -> None:
         answer = await c.get("/fails")
     assert answer.status_code == 500
     assert answer.headers["content-type"] == "application/problem+json"
+
+
+def _api_routes(routes: Any) -> Iterator[APIRoute]:
+    """Every APIRoute, also inside included routers (FastAPI keeps those as `original_router`)."""
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield route
+        inner = getattr(getattr(route, "original_router", route), "routes", None)
+        if inner is not None and not isinstance(route, APIRoute):
+            yield from _api_routes(inner)
+
+
+def _dependencies(dependant: Any) -> Iterator[Any]:
+    for sub in dependant.dependencies:
+        yield sub
+        yield from _dependencies(sub)
+
+
+@pytest.mark.parametrize("service", ["catalogue", "enrolment", "billing", "reporting"])
+def test_no_route_depends_on_a_plain_function(service: str) -> None:
+    """FastAPI runs a plain (non-async) dependency in a worker thread and back: a round trip per request
+    that waits for the GIL behind the loop's other work. A sync `get_cache` cost every report ~0.2 ms of
+    CPU and, at four requests at a time, half its median latency (docs/performance.md, tenth round)."""
+    app_module = importlib.import_module(f"services.{service}.app")
+    settings_module = importlib.import_module(f"services.{service}.settings")
+    app = app_module.build_api(settings_module.Settings(database_url="sqlite+aiosqlite:///unused.db"))
+    checked, threaded = 0, []
+    for route in _api_routes(app.routes):
+        for dependency in _dependencies(route.dependant):
+            call = dependency.call
+            if call is None:
+                continue
+            checked += 1
+            target = call if inspect.isroutine(call) or inspect.isclass(call) else type(call).__call__
+            if inspect.isclass(call) or not inspect.iscoroutinefunction(target):
+                threaded.append(f"{route.path}: {getattr(call, '__qualname__', call)!r}")
+    assert checked > 0
+    assert not threaded, threaded

@@ -21,7 +21,9 @@ FinanceStaff = Annotated[Principal, Depends(require(Role.FINANCE, Role.NETWORK_A
 NetworkAdmin = Annotated[Principal, Depends(require(Role.NETWORK_ADMIN))]
 
 
-def _today(request: Request) -> date:
+async def _today(request: Request) -> date:
+    """Async, as every dependency here: FastAPI runs a plain function in a worker thread, a round trip
+    per request (tests/unit/test_http_guards.py checks every route)."""
     clock: Callable[[], date] = getattr(request.app.state, "today", handlers.utc_today)
     return clock()
 
