@@ -1,6 +1,7 @@
 """CPU per report kind, in-process: fresh reporting databases seeded as `make bench` seeds them.
 
     python -m bench.profile_reports [--db sqlite,postgres] [--sizes 10000,1000000] [--reps 3]
+    python -m bench.profile_reports --api-mix [--db sqlite] [--sizes 10000] [--reps 3]
 
 For each database kind: migrate a fresh database, fill the read models with `bench.latency.ReportSeeder`
 (the same rows as the latency bench), then at each size call every report view with the bench's mix of
@@ -9,6 +10,11 @@ client CPU (time.process_time) and wall time per call, median over the calls of 
 PostgreSQL the wall time includes the server's work; the server's own time per statement can be read
 from pg_stat_statements if it is installed. `cached` is the same mix through the API's response cache
 (a generation lookup and a dictionary hit), when nothing changed in between.
+
+`--api-mix`: instead, the reporting API itself in process (its middlewares, auth, dependencies, response
+cache; no HTTP) under `make bench`'s report mix, 300 requests four at a time on a cold cache, then 300
+one at a time, `--reps` rounds: latency percentiles and CPU per request, without the gateway, uvicorn
+and the client sharing the two cores. What found the thread hop and the unfair pool (decision 010).
 """
 
 from __future__ import annotations
@@ -29,7 +35,8 @@ from typing import Any
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from bench.latency import ReportSeeder
+from bench import asgi
+from bench.latency import ReportSeeder, report_asks
 from bench.system import PG_URL
 from services.reporting import export, views
 from services.reporting.consumers import SUBSCRIPTIONS
@@ -126,7 +133,9 @@ async def measure(engine: AsyncEngine, seeder: ReportSeeder, reps: int) -> dict[
     return result
 
 
-async def profile(db: str, sizes: list[int], reps: int, workdir: Path, *, keep: bool = False) -> None:
+async def profile(
+    db: str, sizes: list[int], reps: int, workdir: Path, *, keep: bool = False, through_api: bool = False
+) -> None:
     url = await _fresh_database(db, workdir, "reports")
     if keep:
         print(f"{db}: kept at {url}")
@@ -136,6 +145,10 @@ async def profile(db: str, sizes: list[int], reps: int, workdir: Path, *, keep: 
         await seeder.reset()
         for size in sizes:
             grown = await seeder.grow_to(size)
+            if through_api:
+                print(f"\n{db}, {size:,} enrolments: the reporting API in process, the report mix")
+                await api_mix(url, seeder, reps)
+                continue
             engine = make_engine(url)
             try:
                 figures = await measure(engine, seeder, reps)
@@ -148,6 +161,50 @@ async def profile(db: str, sizes: list[int], reps: int, workdir: Path, *, keep: 
     finally:
         if not keep:
             await _drop_database(db, url)
+
+
+async def api_mix(url: str, seeder: ReportSeeder, reps: int, requests: int = 300) -> None:
+    from services.reporting.app import build_api
+    from services.reporting.settings import Settings
+    from shared.runtime import settle_garbage_collector
+    from tests.support import auth
+
+    auth.install_env()
+    app = build_api(Settings(database_url=url))
+    settle_garbage_collector()  # as the service's own start does
+    headers = auth.bearer("network_admin", subject="bench")
+    raw = [(name.lower().encode(), value.encode()) for name, value in headers.items()]
+
+    async def run(seed: int, n: int, concurrency: int) -> list[float]:
+        asks = iter(report_asks(n, seeder, headers, seed=seed))
+        took: list[float] = []
+
+        async def client() -> None:
+            for ask in asks:
+                start = time.perf_counter()
+                status, body = await asgi.call(app, "GET", ask.path, headers=raw)
+                assert status == 200, (status, body[:300])
+                took.append(time.perf_counter() - start)
+
+        await asyncio.gather(*(client() for _ in range(concurrency)))
+        return sorted(took)
+
+    def pct(took: list[float], p: float) -> float:
+        return 1000 * took[min(len(took) - 1, int(p * len(took)))]
+
+    for _ in range(reps):
+        app.state.report_cache = None  # cold, as after the read models changed
+        await run(99, 20, 2)  # the statement caches, as the latency bench warms them
+        for seed, concurrency in ((13, 4), (14, 1)):
+            c0, w0 = time.process_time(), time.perf_counter()
+            took = await run(seed, requests, concurrency)
+            cpu, wall = time.process_time() - c0, time.perf_counter() - w0
+            print(
+                f"  c={concurrency}: p50 {pct(took, 0.5):5.1f}  p99 {pct(took, 0.99):5.1f}  "
+                f"max {1000 * took[-1]:6.1f} ms  {len(took) / wall:5.0f}/s  "
+                f"CPU {1000 * cpu / len(took):.2f} ms per request"
+            )
+    await app.state.engine.dispose()
 
 
 def enrolment_events(enrolments: int, offerings: int = 200, institutions: int = 20) -> tuple[list[Any], list[Any]]:
@@ -229,6 +286,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--projection", type=int, metavar="N", help="instead: projection CPU over N enrolments")
     parser.add_argument("--keep", type=Path, help="keep the seeded databases (SQLite files in this folder)")
+    parser.add_argument("--api-mix", action="store_true", help="instead: the API in process at c=4 and c=1")
     args = parser.parse_args()
     sizes = sorted(int(s) for s in args.sizes.split(","))
     with tempfile.TemporaryDirectory(prefix="profile_reports_") as tmp:
@@ -236,7 +294,8 @@ def main() -> None:
             if args.projection:
                 asyncio.run(profile_projection(db, args.projection, Path(tmp)))
             else:
-                asyncio.run(profile(db, sizes, args.reps, args.keep or Path(tmp), keep=args.keep is not None))
+                workdir, keep = args.keep or Path(tmp), args.keep is not None
+                asyncio.run(profile(db, sizes, args.reps, workdir, keep=keep, through_api=args.api_mix))
 
 
 if __name__ == "__main__":

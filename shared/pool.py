@@ -5,7 +5,7 @@ while others wait, the queue wakes the first waiter but does not give it the con
 asks before the waiter runs takes it (an idle connection "is taken without awaiting"), and the waiter,
 finding the queue empty again, goes to the back of the line. Under a steady stream of requests on a
 small pool a waiter can lose that race many times: behind SQLite's single connection, four report
-requests at a time left one waiting 450 ms while the others took ~1 ms each
+requests at a time left two waiting ~450 ms while the others took ~1 ms each
 (docs/decisions/010-fair-connection-pool.md). The same problem, and the same fix, is known from other
 drivers' pools (sqlx #453, mysql_async #212, asyncpg #1247).
 

@@ -63,8 +63,8 @@ async def test_a_returned_connection_goes_to_the_request_waiting_for_it_not_to_a
     one_connection: AsyncEngine,
 ) -> None:
     """SQLAlchemy's own asyncio pool wakes the waiter but lets whoever asks before the waiter runs take the
-    connection, so under steady load a waiter can lose that race again and again (one report waited 450
-    ms behind others of ~1 ms). Here a newcomer is ready to run just as the connection comes back."""
+    connection, so under steady load a waiter can lose that race again and again (two reports waited
+    ~450 ms behind others of ~1 ms). Here a newcomer is ready to run just as the connection comes back."""
     order: list[str] = []
     newcomer: list[asyncio.Task[None]] = []
 
