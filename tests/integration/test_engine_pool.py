@@ -101,7 +101,7 @@ async def test_a_waiter_that_gives_up_or_is_cancelled_loses_no_connection(db_kin
         engine = create_async_engine(url, poolclass=FairAsyncPool, pool_size=1, max_overflow=0, pool_timeout=0.05)
         try:
             order: list[str] = []
-            held = asyncio.create_task(_hold(engine, "holder", order, 0.3))
+            held = asyncio.create_task(_hold(engine, "holder", order, 1.0))  # outlasts the two waits below
             await asyncio.sleep(0.01)
             with pytest.raises(sa_exc.TimeoutError):
                 await _hold(engine, "timed out", order)
