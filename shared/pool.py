@@ -17,6 +17,7 @@ exist only while no one waits, so a newcomer can never pass a waiter. `FairAsync
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from typing import TypeVar
 
@@ -76,18 +77,16 @@ class FairQueue(AsyncAdaptedQueue[_T]):
         try:
             async with asyncio.timeout(seconds):
                 return await waiter
-        except BaseException as exc:
+        except TimeoutError:
             if waiter.done() and not waiter.cancelled():
-                # Handed a connection just as the timeout or a cancellation came: keep it if only the
-                # clock ran out, else pass it on, so that no connection is lost either way.
-                if isinstance(exc, TimeoutError):
-                    return waiter.result()
-                self.put_nowait(waiter.result())
-            if isinstance(exc, TimeoutError):
-                raise Empty() from None
+                return waiter.result()  # handed over just as the clock ran out: keep it
+            raise Empty() from None
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self.put_nowait(waiter.result())  # cancelled just after the handover: pass it on
             raise
         finally:
-            if waiter in self._waiters:
+            with contextlib.suppress(ValueError):  # put_nowait may have taken it off already
                 self._waiters.remove(waiter)
 
 
