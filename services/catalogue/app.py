@@ -27,10 +27,17 @@ PREFIX = "/api/catalogue"
 # tables are small and in memory, so at 4 a word search scanned every offering rather than fetch the
 # few of the matching courses by index: 3x the database CPU per search (docs/performance.md).
 PG_SETTINGS = (("random_page_cost", "1.1"),)
+# Offerings whose JSON a search keeps for the next search (~0.7 KB each, within the cache's byte budget).
+ITEMS = 20_000
 log = structlog.get_logger("catalogue")
 
 
 def build_api(settings: Settings) -> FastAPI:
+    facet_cache = FacetCache()
+
+    async def on_start(engine: AsyncEngine) -> None:
+        await warm_search(engine, facet_cache)
+
     app = make_api(
         settings,
         make_engine(settings.database_url, pg_settings=PG_SETTINGS),
@@ -38,21 +45,23 @@ def build_api(settings: Settings) -> FastAPI:
         prefix=PREFIX,
         outbox=outbox,
         audit=audit_log,
-        on_start=warm_search,
+        on_start=on_start,
         title="Tarjotin catalogue",
         description="Institutions, pricing guidelines, courses and offerings of the network. Reading is public; "
         "changes need a bearer token (network admin, or the providing institution's staff).",
     )
-    app.state.facet_cache = FacetCache()
+    app.state.facet_cache = facet_cache
     app.state.search_cache = AnswerCache()
+    app.state.item_cache = AnswerCache(entries=ITEMS)
     return app
 
 
-async def warm_search(engine: AsyncEngine) -> None:
-    """Compile the common searches' statements before the first request (`search.query.warm`)."""
+async def warm_search(engine: AsyncEngine, facets: FacetCache | None = None) -> None:
+    """Compile the common searches' statements and read the facet columns before the first request
+    (`search.query.warm`)."""
     started = time.perf_counter()
     async with engine.connect() as conn:
-        statements = await warm(conn, date.today())
+        statements = await warm(conn, date.today(), facets)
         await conn.rollback()
     log.info("search statements warmed", statements=statements, ms=round((time.perf_counter() - started) * 1000))
 

@@ -274,13 +274,31 @@ def _item(row: tuple[Any, ...]) -> dict[str, Any]:
     }
 
 
-async def offering_items(conn: AsyncConnection, ids: list[str]) -> list[dict[str, Any]]:
-    """The offerings with these ids as `OfferingRead` serialises them, in the given order, ready for orjson:
-    what a search answers, without validating every item through the response model (one prebuilt statement)."""
-    if not ids:
-        return []
-    by_id = {row[0]: _item(row) for row in await conn.execute(_ITEMS, {"ids": ids})}
-    return [by_id[i] for i in ids if i in by_id]
+async def offering_items(
+    conn: AsyncConnection, ids: list[str], cache: search.AnswerCache | None = None, index_generation: int = 0
+) -> list[orjson.Fragment]:
+    """The offerings with these ids as `OfferingRead` serialises them, in the given order, each already JSON:
+    what a search answers, without validating every item through the response model (one prebuilt statement).
+
+    `cache` keeps each item's JSON for the index generation (every change to an offering, its course or
+    its provider's region bumps it), so a search reads and serialises only the offerings not shown since."""
+    database = conn.engine.url
+    found: dict[str, bytes] = {}
+    missing = ids
+    if cache is not None:
+        missing = []
+        for offering_id in ids:
+            kept = cache.get(database, index_generation, offering_id)
+            if kept is None:
+                missing.append(offering_id)
+            else:
+                found[offering_id] = kept
+    if missing:
+        for row in await conn.execute(_ITEMS, {"ids": missing}):
+            found[row[0]] = item = orjson.dumps(_item(row), option=orjson.OPT_UTC_Z)
+            if cache is not None:
+                cache.put(database, index_generation, row[0], item)
+    return [orjson.Fragment(found[i]) for i in ids if i in found]
 
 
 async def search_answer(
@@ -291,6 +309,7 @@ async def search_answer(
     page_size: int,
     facets: search.FacetCache | None = None,
     answers: search.AnswerCache | None = None,
+    items: search.AnswerCache | None = None,
 ) -> bytes:
     """One page of a search as the JSON of `SearchPage`: the total, the offerings, the facet counts.
 
@@ -300,7 +319,7 @@ async def search_answer(
     terms = search.query_terms(criteria.q)
     index_generation = 0
     key = None
-    if answers is not None or facets is not None:
+    if answers is not None or facets is not None or items is not None:
         index_generation = await search.generation(conn)
     if answers is not None:
         sort = "start_date" if criteria.sort == "relevance" and not terms else criteria.sort
@@ -316,8 +335,8 @@ async def search_answer(
         cache=facets,
         index_generation=index_generation if facets is not None else None,
     )
-    items = await offering_items(conn, hits.offering_ids)
-    listing = {"total": hits.total, "page": page, "page_size": page_size, "items": items, "facets": hits.facets}
+    shown = await offering_items(conn, hits.offering_ids, items, index_generation)
+    listing = {"total": hits.total, "page": page, "page_size": page_size, "items": shown, "facets": hits.facets}
     body = orjson.dumps(listing, option=orjson.OPT_UTC_Z)
     if answers is not None:
         answers.put(conn.engine.url, index_generation, key, body)

@@ -119,6 +119,7 @@ async def search_offerings(
             page_size=page.page_size,
             facets=getattr(state, "facet_cache", None),
             answers=getattr(state, "search_cache", None),
+            items=getattr(state, "item_cache", None),
         )
     # Already the JSON of SearchPage (response_model stays for the OpenAPI schema): no second validation.
     return Response(body, media_type="application/json")

@@ -8,8 +8,9 @@ searched, and every searched word of two or more letters is a prefix (`matem` fi
 from __future__ import annotations
 
 from services.catalogue.search.cache import AnswerCache
+from services.catalogue.search.facets import FACETS
 from services.catalogue.search.index import generation, index_courses, index_offerings, next_generation
-from services.catalogue.search.query import FACETS, Criteria, FacetCache, Found, search
+from services.catalogue.search.query import Criteria, FacetCache, Found, search
 from services.catalogue.search.words import (
     MAX_QUERY_TERMS,
     MAX_TERM,

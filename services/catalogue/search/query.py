@@ -18,11 +18,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.catalogue.search.facets import EQUAL, ColumnStore
 from services.catalogue.search.index import generation
 from services.catalogue.search.words import prefix_bounds, query_terms
 from services.catalogue.tables import course_terms, offering_search
-
-FACETS = ("subject", "level", "language", "delivery_mode", "provider", "region")
 
 
 @dataclass(frozen=True)
@@ -52,18 +51,6 @@ class Found:
     total: int
     offering_ids: list[str]
     facets: dict[str, list[dict[str, Any]]]
-
-
-# Criteria fields compared for equality, with the offering_search column each one filters.
-EQUAL = {
-    "subject": "subject",
-    "level": "level",
-    "delivery_mode": "delivery_mode",
-    "provider": "provider_id",
-    "region": "region",
-    "academic_year": "academic_year",
-    "status": "status",
-}
 
 
 @dataclass(frozen=True)
@@ -152,8 +139,7 @@ def _conditions(shape: Shape, *, words: bool = True, dense: bool = False) -> lis
         # The courses with every word, as one set: PostgreSQL's planner estimates the intersection no
         # larger than its smaller part and fetches the few offerings by course, where separate IN
         # conditions made it scan every offering and test each against the second word's courses.
-        courses = [sa.select(course_terms.c.course_id).where(_term_range(i, p)) for i, p in enumerate(shape.prefixes)]
-        where.append(course.in_(courses[0] if len(courses) == 1 else sa.intersect(*courses)))
+        where.append(course.in_(words_query(shape.prefixes)))
     where += [d[EQUAL[name]] == sa.bindparam(f"f_{name}") for name in shape.equal]
     if shape.language:
         where.append(d.languages.contains(sa.bindparam("f_language")))
@@ -172,36 +158,16 @@ def _conditions(shape: Shape, *, words: bool = True, dense: bool = False) -> lis
     return where
 
 
-FACET_COLUMNS = {
-    "subject": "subject",
-    "level": "level",
-    "delivery_mode": "delivery_mode",
-    "provider": "provider_id",
-    "region": "region",
-}
+@functools.lru_cache(maxsize=64)
+def words_query(prefixes: tuple[bool, ...]) -> sa.Select[Any] | sa.CompoundSelect[Any]:
+    """The courses that have every word of a search (bound as in `plan`)."""
+    courses = [sa.select(course_terms.c.course_id).where(_term_range(i, p)) for i, p in enumerate(prefixes)]
+    return courses[0] if len(courses) == 1 else sa.intersect(*courses)
 
 
-@functools.lru_cache(maxsize=256)
-def _facet_query(shape: Shape) -> sa.CompoundSelect[Any]:
-    """Total and facet counts in one statement: the hits are grouped once by their combination of facet
-    values (a few hundred rows at most, since they are all fixed per course), and each facet is summed
-    from those rows. Every facet counts with all filters applied."""
-    d = offering_search.c
-    columns = (d.subject, d.level, d.languages, d.delivery_mode, d.provider_id, d.region)
-    combos = sa.select(*columns, sa.func.count().label("n")).where(*_conditions(shape)).group_by(*columns).cte("combos")
-    c = combos.c
-
-    def named(text: str) -> sa.ColumnElement[Any]:
-        return sa.literal_column(f"'{text}'", sa.String)
-
-    parts = [sa.select(named("total").label("facet"), named("").label("value"), sa.func.sum(c.n).label("n"))]
-    for facet, column in FACET_COLUMNS.items():
-        parts.append(sa.select(named(facet), c[column], sa.func.sum(c.n)).group_by(c[column]))
-    for language in ("fi", "sv", "en"):
-        parts.append(
-            sa.select(named("language"), named(language), sa.func.sum(c.n)).where(c.languages.contains(language))
-        )
-    return sa.union_all(*parts)
+def _word_params(params: dict[str, Any]) -> dict[str, Any]:
+    """The words' values alone: SQLAlchemy keys its statement cache by the names bound as well."""
+    return {name: value for name, value in params.items() if name[0] == "w"}
 
 
 @functools.lru_cache(maxsize=512)
@@ -223,14 +189,15 @@ def page_query(shape: Shape, sort: str, dense: bool) -> sa.Select[Any]:
 
 
 class FacetCache:
-    """Totals and facet counts of recent searches, per index generation (so never stale), least recent out.
+    """Totals and facet counts of recent searches, per index generation (so never stale), least recent out,
+    and the columns they are counted from (`facets.ColumnStore`).
 
-    The counts are the costly part of a search over thousands of hits; the page itself is an index walk.
-    One per API process; a new generation simply stops matching the old entries.
+    A new generation simply stops matching the old entries. One per API process.
     """
 
     def __init__(self, size: int = 512) -> None:
         self.size = size
+        self.columns = ColumnStore()
         self._entries: OrderedDict[Hashable, tuple[int, dict[str, list[dict[str, Any]]]]] = OrderedDict()
 
     def get(self, key: Hashable) -> tuple[int, dict[str, list[dict[str, Any]]]] | None:
@@ -246,22 +213,23 @@ class FacetCache:
             self._entries.popitem(last=False)
 
     def clear(self) -> None:
+        """Forget the counts; the columns stay (they are the current generation's until it moves on)."""
         self._entries.clear()
 
 
 async def _count(
-    conn: AsyncConnection, shape: Shape, params: dict[str, Any]
+    conn: AsyncConnection,
+    criteria: Criteria,
+    shape: Shape,
+    params: dict[str, Any],
+    cache: FacetCache,
+    index_generation: int,
 ) -> tuple[int, dict[str, list[dict[str, Any]]]]:
-    total = 0
-    counts: dict[str, list[dict[str, Any]]] = {name: [] for name in FACETS}
-    for facet, value, n in (await conn.execute(_facet_query(shape), params)).all():
-        if facet == "total":
-            total = int(n or 0)
-        elif value is not None and n:
-            counts[facet].append({"value": value, "count": int(n)})
-    return total, {
-        name: sorted(found, key=lambda item: (-item["count"], item["value"])) for name, found in counts.items()
-    }
+    courses = None
+    if shape.prefixes:
+        courses = (await conn.execute(words_query(shape.prefixes), _word_params(params))).scalars().all()
+    columns = await cache.columns.get(conn, index_generation)
+    return columns.count(columns.match(criteria, courses))
 
 
 async def search(
@@ -275,20 +243,19 @@ async def search(
 ) -> Found:
     """One page of matching offering ids, the total, and facet counts for the whole match.
 
-    `index_generation`, if the caller has read it already, saves reading it again for the cache."""
+    `cache` keeps the counts and the columns between searches (without one, the columns are read for this
+    search alone); `index_generation`, if the caller has read it already, saves reading it again."""
     terms = query_terms(criteria.q)
     shape, params = plan(criteria, terms)
-    key: Hashable = None
-    counted = None
-    if cache is not None:
-        if index_generation is None:
-            index_generation = await generation(conn)
-        key = (conn.engine.url, index_generation, tuple(terms), replace(criteria, q=None, sort=""))
-        counted = cache.get(key)
+    if cache is None:
+        cache = FacetCache(size=0)
+    if index_generation is None:
+        index_generation = await generation(conn)
+    key = (conn.engine.url, index_generation, tuple(terms), replace(criteria, q=None, sort=""))
+    counted = cache.get(key)
     if counted is None:
-        counted = await _count(conn, shape, params)
-        if cache is not None:
-            cache.put(key, counted)
+        counted = await _count(conn, criteria, shape, params, cache, index_generation)
+        cache.put(key, counted)
     total, facets = counted
     if offset >= total:
         return Found(total, [], facets)
@@ -323,9 +290,10 @@ def common_criteria(today: date) -> list[Criteria]:
     ]
 
 
-async def warm(conn: AsyncConnection, today: date) -> int:
+async def warm(conn: AsyncConnection, today: date, cache: FacetCache | None = None) -> int:
     """Build, compile and run once the statements of the common searches (`common_criteria`), with each
-    sort offered on the whole catalogue and relevance with words; returns how many statements ran.
+    sort offered on the whole catalogue and relevance with words, and read the columns into `cache`;
+    returns how many statements ran.
 
     A search of a shape not met before costs 2-4 ms of CPU to build and compile its statements, 30-40 %
     of an uncached search, and after a start every shape is new: the first searches after a deploy
@@ -333,10 +301,17 @@ async def warm(conn: AsyncConnection, today: date) -> int:
     """
     ran = 0
     dense_too = conn.dialect.name == "sqlite"
+    if cache is not None:
+        await cache.columns.get(conn, await generation(conn))
+        ran += 2
+    words_seen: set[tuple[bool, ...]] = set()
     for criteria in common_criteria(today):
         terms = query_terms(criteria.q)
         shape, params = plan(criteria, terms)
-        await conn.execute(_facet_query(shape), params)
+        if shape.prefixes and shape.prefixes not in words_seen:
+            words_seen.add(shape.prefixes)
+            await conn.execute(words_query(shape.prefixes), _word_params(params))
+            ran += 1
         sorts = ["start_date"] + (["relevance"] if terms else [])
         if not terms and not shape.equal and not shape.open_on and not shape.language:
             sorts += ["-start_date", "title", "price"]
@@ -344,5 +319,4 @@ async def warm(conn: AsyncConnection, today: date) -> int:
             for dense in (False, True) if terms and dense_too else (False,):
                 await conn.execute(page_query(shape, sort, dense), {**params, "limit": 0, "offset": 0})
                 ran += 1
-        ran += 1
     return ran
