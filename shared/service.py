@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -12,6 +12,7 @@ import sqlalchemy as sa
 import structlog
 from fastapi import APIRouter, Depends, FastAPI, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.middleware import Middleware
 
 from shared import idempotency
 from shared.audit import audit_router
@@ -48,11 +49,13 @@ def make_api(
     outbox: sa.Table | None = None,
     audit: sa.Table | None = None,
     on_start: Callable[[AsyncEngine], Awaitable[None]] | None = None,
+    middleware: Sequence[Middleware] = (),
 ) -> FastAPI:
     """A FastAPI app serving `router` under its public prefix, with ops endpoints and problem+json.
 
     `on_start` runs before the first request is served (warming caches); if it fails, the service starts
-    anyway, and says so in its log.
+    anyway, and says so in its log. `middleware` runs innermost, inside the request id, access metrics
+    and NUL guard, in the order given.
     """
 
     @asynccontextmanager
@@ -95,6 +98,8 @@ def make_api(
         app.include_router(audit_router(audit), prefix=prefix)  # before the service's own `/{id}` routes
     app.include_router(router, prefix=prefix)
     app.include_router(ops, include_in_schema=False)  # last: no API request has to be matched against these
+    for cls, args, kwargs in reversed(middleware):
+        app.add_middleware(cls, *args, **kwargs)
     app.add_middleware(NulGuardMiddleware)
     app.add_middleware(RequestContextMiddleware, service=settings.service)
     return app

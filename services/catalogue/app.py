@@ -11,10 +11,12 @@ from typing import Any
 import structlog
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.middleware import Middleware
 
 from services.catalogue.api import router
 from services.catalogue.consumers import SUBSCRIPTIONS
 from services.catalogue.search import AnswerCache, FacetCache
+from services.catalogue.search.cache import RepeatedSearchMiddleware
 from services.catalogue.search.query import warm
 from services.catalogue.settings import Settings
 from services.catalogue.tables import audit_log, idempotency_keys, inbox, outbox
@@ -46,6 +48,7 @@ def build_api(settings: Settings) -> FastAPI:
         outbox=outbox,
         audit=audit_log,
         on_start=on_start,
+        middleware=[Middleware(RepeatedSearchMiddleware, path=f"{PREFIX}/offerings")],
         title="Tarjotin catalogue",
         description="Institutions, pricing guidelines, courses and offerings of the network. Reading is public; "
         "changes need a bearer token (network admin, or the providing institution's staff).",

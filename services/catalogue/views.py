@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
@@ -310,6 +311,7 @@ async def search_answer(
     facets: search.FacetCache | None = None,
     answers: search.AnswerCache | None = None,
     items: search.AnswerCache | None = None,
+    also_as: Hashable | None = None,
 ) -> bytes:
     """One page of a search as the JSON of `SearchPage`: the total, the offerings, the facet counts.
 
@@ -340,4 +342,6 @@ async def search_answer(
     body = orjson.dumps(listing, option=orjson.OPT_UTC_Z)
     if answers is not None:
         answers.put(conn.engine.url, index_generation, key, body)
+        if also_as is not None:
+            answers.put(conn.engine.url, index_generation, also_as, body)
     return body

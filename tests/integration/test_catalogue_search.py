@@ -16,11 +16,12 @@ from sqlalchemy import event
 from sqlalchemy.engine.default import CACHE_HIT
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.catalogue import imports, search
+from services.catalogue import imports, search, views
 from services.catalogue.app import build_api, warm_search
 from services.catalogue.domain import academic_year_of
 from services.catalogue.search import AnswerCache, Criteria, FacetCache
 from services.catalogue.settings import Settings
+from shared import metrics
 from shared.db import make_engine
 from tests.integration.test_catalogue_service import catalogue_client, course, institution, offering
 from tests.support.apps import app_on, client_of
@@ -289,6 +290,46 @@ def catalogue_of(app: FastAPI, headers: dict[str, str]) -> httpx.AsyncClient:
 def by_name(client: httpx.AsyncClient, result: dict[str, Any]) -> dict[str, dict[str, Any]]:
     names_of = {oid: name for name, oid in client.ids.items()}  # type: ignore[attr-defined]
     return {names_of[item["id"]]: item for item in result["items"]}
+
+
+async def test_a_repeated_anonymous_search_is_answered_before_fastapi_parses_it(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The exact query string asked again anonymously is answered by `RepeatedSearchMiddleware` from the
+    answer cache (the endpoint does not run), with the request id and access metrics of any request;
+    with a token, with another query string, or after a change, the endpoint answers."""
+    app = client._transport.app  # type: ignore[attr-defined]
+    anonymous = catalogue_of(app, {})
+    ran: list[search.Criteria] = []
+    answer = views.search_answer
+
+    async def counted(conn: Any, criteria: search.Criteria, **kwargs: Any) -> bytes:
+        ran.append(criteria)
+        return await answer(conn, criteria, **kwargs)
+
+    monkeypatch.setattr(views, "search_answer", counted)
+    served = metrics.HTTP_REQUESTS.labels("catalogue", "GET", "/offerings", "200")
+    before = served._value.get()
+    query = "/offerings?q=matem&sort=title"
+    first = await anonymous.get(query)
+    again = await anonymous.get(query)
+    assert first.status_code == again.status_code == 200 and again.content == first.content
+    assert len(ran) == 1, ran  # the second from the middleware
+    assert again.headers["content-type"] == "application/json" and again.headers["x-request-id"]
+    assert served._value.get() == before + 2
+    assert len((await anonymous.get("/offerings?sort=title&q=matem")).json()["items"]) == 2 and len(ran) == 2
+
+    # the network admin sees the draft A3 with the same query string: never the anonymous answer
+    ids = client.ids  # type: ignore[attr-defined]
+    as_admin = (await client.get(query)).json()
+    assert ids["A3"] in {item["id"] for item in as_admin["items"]} and len(ran) == 3
+    assert ids["A3"] not in {item["id"] for item in (await anonymous.get(query)).json()["items"]}
+    assert len(ran) == 3
+
+    assert (await client.post(f"/offerings/{ids['A3']}/publish")).status_code == 200
+    published = (await anonymous.get(query)).json()
+    assert ids["A3"] in {item["id"] for item in published["items"]} and len(ran) == 4
+    await anonymous.aclose()
 
 
 async def test_a_repeated_search_shows_every_change_made_since(client: httpx.AsyncClient) -> None:
