@@ -317,7 +317,9 @@ async def search_answer(
 
     A search asked before, since the index last changed, is answered from `answers` (one cheap read
     of the index generation); otherwise computed, serialised once with orjson (no response model
-    validation of the 50 offerings) and kept."""
+    validation of the 50 offerings) and kept, under `also_as` too if given (an anonymous search's raw
+    query string: `search.cache.RepeatedSearchMiddleware`). `items` keeps each offering's JSON
+    (`offering_items`)."""
     terms = search.query_terms(criteria.q)
     index_generation = 0
     key = None

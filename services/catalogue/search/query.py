@@ -303,7 +303,7 @@ async def warm(conn: AsyncConnection, today: date, cache: FacetCache | None = No
     dense_too = conn.dialect.name == "sqlite"
     if cache is not None:
         await cache.columns.get(conn, await generation(conn))
-        ran += 2
+        ran += 3  # the generation, the rows, the generation again
     words_seen: set[tuple[bool, ...]] = set()
     for criteria in common_criteria(today):
         terms = query_terms(criteria.q)
