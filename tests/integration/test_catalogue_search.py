@@ -522,6 +522,7 @@ async def test_after_the_start_up_warming_a_common_search_compiles_no_statement(
                 Criteria(q="funkt", subject="mathematics", open_on=TODAY),
                 Criteria(q="matem funkt", open_on=TODAY),
                 Criteria(region="Kainuu", open_on=TODAY),
+                Criteria(q="funkt", open_on=TODAY, sort="relevance"),
             ):
                 found = await search.search(conn, criteria, offset=0, limit=50, cache=facets)
                 assert found.total >= 1, (criteria, found)
@@ -529,7 +530,8 @@ async def test_after_the_start_up_warming_a_common_search_compiles_no_statement(
     finally:
         event.remove(engine.sync_engine, "after_cursor_execute", note)
     missed = [statement for outcome, statement in compiled if outcome != str(CACHE_HIT)]
-    # per search the index generation and a page, the words' courses for the two with words, and for the
-    # first the facet columns (and the generation again, to check they belong to it)
-    assert len(compiled) == 3 * 2 + 2 + 2
+    # per search the index generation, the words' courses for the three with words, the page ranked by
+    # relevance, and for the first the columns, the ids by title (and the generation again, to check they
+    # belong to it)
+    assert len(compiled) == 4 + 3 + 1 + 3
     assert (missed == []) is warmed, missed

@@ -8,12 +8,18 @@ millisecond. The copy is read once per index generation (`search_state.generatio
 transaction as every change to the rows) and kept only if the generation did not move while it was read,
 so a count never mixes two states of the catalogue. Why in the API process: docs/decisions/011.
 
+The page of hits comes from the copy too: the rows are read in start-date order, the offering ids once
+more in title order (as the database orders the titles: its collation decides, as in SQL), price order is
+a stable sort of the start-date order by price, and a page is the masked rows of a sort's order, sliced.
+Only ranking by the words' relevance stays in SQL.
+
 Words stay in SQL (the course word index, one range read per word); their courses become a mask here.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Callable, Collection, Hashable, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -55,6 +61,14 @@ FACETS = ("subject", "level", "language", "delivery_mode", "provider", "region")
 LANGUAGES = ("fi", "sv", "en")
 
 _d = offering_search.c
+# The sorts a page can be in apart from relevance, each as its ORDER BY; the last key, the offering id, is
+# unique, so each is a total order and `-start_date` is `start_date` reversed.
+ORDERS: dict[str, tuple[sa.ColumnElement[Any], ...]] = {
+    "start_date": (_d.start_date, _d.offering_id),
+    "-start_date": (_d.start_date.desc(), _d.offering_id.desc()),
+    "title": (_d.title_key, _d.start_date, _d.offering_id),
+    "price": (_d.member_price, _d.start_date, _d.offering_id),
+}
 # Dates and euros come back as stored (ISO text or dates; integer cents), converted once per distinct value.
 _COLUMNS: dict[str, sa.ColumnElement[Any]] = {
     "course_id": _d.course_id,
@@ -70,7 +84,9 @@ _COLUMNS: dict[str, sa.ColumnElement[Any]] = {
     "enrolment_closes": sa.type_coerce(_d.enrolment_closes, sa.String),
 }
 _PRICE = sa.type_coerce(_d.member_price, sa.BigInteger)
-_ROWS = sa.select(*_COLUMNS.values(), _PRICE)
+_ROWS = sa.select(_d.offering_id, *_COLUMNS.values(), _PRICE).order_by(*ORDERS["start_date"])
+# Ranks in the same statement (window functions) would be one snapshot, but cost SQLite 105 ms against 42.
+_BY_TITLE = sa.select(_d.offering_id).order_by(*ORDERS["title"])
 _DATES = ("enrolment_opens", "enrolment_closes")
 
 
@@ -121,20 +137,43 @@ def _day(value: Any) -> date:
     return value if isinstance(value, date) else date.fromisoformat(str(value))
 
 
-class Columns:
-    """The search rows of one index generation, column by column."""
+_serials = itertools.count(1)
 
-    def __init__(self, rows: Sequence[Sequence[Any]]) -> None:
+
+class Columns:
+    """The search rows of one index generation, column by column, in start-date order."""
+
+    def __init__(self, rows: Sequence[Sequence[Any]], by_title: Sequence[str] = ()) -> None:
+        """`rows` as `_ROWS` reads them, in start-date order; `by_title`, the offering ids in title order."""
         names = list(_COLUMNS)
-        by_column = list(zip(*rows, strict=True)) if rows else [() for _ in range(len(names) + 1)]
+        by_column = list(zip(*rows, strict=True)) if rows else [() for _ in range(len(names) + 2)]
+        self.serial = next(_serials)  # tells this copy from any other, even of the same generation
         self.size = len(rows)
+        self.ids: list[str] = list(by_column[0])
         self.columns = {
             name: Column.of(values, _day if name in _DATES else None)
-            for name, values in zip(names, by_column, strict=False)
+            for name, values in zip(names, by_column[1:], strict=False)
         }
-        self.price_cents = np.fromiter(by_column[-1], dtype=np.int64, count=self.size)
+        self.price_cents = np.fromiter(by_column[1 + len(names)], dtype=np.int64, count=self.size)
+        in_start_order = np.arange(self.size, dtype=np.int32)
+        self.orders = {
+            "start_date": in_start_order,
+            "-start_date": in_start_order[::-1],
+            "price": np.argsort(self.price_cents, kind="stable").astype(np.int32),
+            "title": self._rows_of(by_title),
+        }
         self.day_numbers = {name: self._day_numbers(self.columns[name]) for name in _DATES}
         self.speaks = {language: self.columns["languages"].containing(language) for language in LANGUAGES}
+
+    def _rows_of(self, ids: Sequence[str]) -> NDArray[np.int32]:
+        """The rows of these offering ids, in their order. Ids read by another statement than the rows may
+        differ from them if a change landed in between: then this copy is not kept (`ColumnStore.get`), and
+        for the one search that reads it rows not in `ids` come last."""
+        row_of = {offering_id: row for row, offering_id in enumerate(self.ids)}
+        rows = [row_of[offering_id] for offering_id in ids if offering_id in row_of]
+        if len(rows) < self.size:
+            rows += sorted(set(range(self.size)) - set(rows))
+        return np.array(rows, dtype=np.int32)
 
     @staticmethod
     def _day_numbers(column: Column) -> NDArray[np.int32]:
@@ -173,6 +212,11 @@ class Columns:
             mask &= self.price_cents <= int((Decimal(criteria.max_price) * 100).to_integral_value(ROUND_FLOOR))
         return mask
 
+    def page(self, mask: Mask, sort: str, offset: int, limit: int) -> list[str]:
+        """The ids of one page of the match in a sort of `ORDERS` (any other: start date)."""
+        order = self.orders.get(sort, self.orders["start_date"])
+        return [self.ids[row] for row in order[mask[order]][offset : offset + limit].tolist()]
+
     def count(self, mask: Mask) -> tuple[int, dict[str, list[dict[str, Any]]]]:
         """The total and each facet's counts of a match, every facet with all filters applied, most first."""
         found = {facet: self.columns[column].counts(mask) for facet, column in FACET_COLUMNS.items()}
@@ -187,7 +231,8 @@ class Columns:
 
 
 async def read_columns(conn: AsyncConnection) -> Columns:
-    return Columns((await conn.execute(_ROWS)).all())
+    rows = (await conn.execute(_ROWS)).all()
+    return Columns(rows, (await conn.execute(_BY_TITLE)).scalars().all())
 
 
 class ColumnStore:

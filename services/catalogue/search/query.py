@@ -1,5 +1,9 @@
 """Answering a search: matching, facet counts (cached per index generation), sorting, one page of ids.
 
+The words of a search are looked up in SQL, everything else is answered from the columnar copy of the
+search rows (`facets.Columns`): the match, its facet counts and its page in every sort but relevance,
+which ranks by the words in SQL (`page_query`).
+
 The statements are built once per *shape* of a search (which filters it has, how many words, which sort)
 with bound parameters, so a search only binds its values: building and compiling them anew for every
 request cost more CPU than SQLite spent running them.
@@ -15,10 +19,12 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
 import sqlalchemy as sa
+from numpy.typing import NDArray
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.catalogue.search.facets import EQUAL, ColumnStore
+from services.catalogue.search.facets import EQUAL, ORDERS, Columns, ColumnStore, Mask
 from services.catalogue.search.index import generation
 from services.catalogue.search.words import prefix_bounds, query_terms
 from services.catalogue.tables import course_terms, offering_search
@@ -114,32 +120,20 @@ def _scores(i: int, prefix: bool) -> sa.Select[Any]:
 
 
 def _order(sort: str, score: sa.ColumnElement[Any] | None) -> list[sa.ColumnElement[Any]]:
-    d = offering_search.c
-    if sort == "-start_date":
-        return [d.start_date.desc(), d.offering_id.desc()]
-    if sort == "title":
-        return [d.title_key, d.start_date, d.offering_id]
-    if sort == "price":
-        return [d.member_price, d.start_date, d.offering_id]
     if sort == "relevance" and score is not None:
+        d = offering_search.c
         return [score.desc(), d.start_date, d.offering_id]
-    return [d.start_date, d.offering_id]
+    return list(ORDERS.get(sort, ORDERS["start_date"]))
 
 
-# Above this many hits SQLite does better walking the sort order's index and testing each row's course
-# than fetching every hit by course and sorting them; `+column` keeps it off the course_id index.
-DENSE = 1000
-
-
-def _conditions(shape: Shape, *, words: bool = True, dense: bool = False) -> list[sa.ColumnElement[bool]]:
+def _conditions(shape: Shape, *, words: bool = True) -> list[sa.ColumnElement[bool]]:
     d = offering_search.c
-    course: sa.ColumnElement[Any] = sa.literal_column("+offering_search.course_id") if dense else d.course_id
     where: list[sa.ColumnElement[bool]] = []
     if words and shape.prefixes:
         # The courses with every word, as one set: PostgreSQL's planner estimates the intersection no
         # larger than its smaller part and fetches the few offerings by course, where separate IN
         # conditions made it scan every offering and test each against the second word's courses.
-        where.append(course.in_(words_query(shape.prefixes)))
+        where.append(d.course_id.in_(words_query(shape.prefixes)))
     where += [d[EQUAL[name]] == sa.bindparam(f"f_{name}") for name in shape.equal]
     if shape.language:
         where.append(d.languages.contains(sa.bindparam("f_language")))
@@ -170,9 +164,15 @@ def _word_params(params: dict[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in params.items() if name[0] == "w"}
 
 
+def ranks_by_relevance(criteria: Criteria, shape: Shape) -> bool:
+    """Whether the page is ranked by the words in SQL; every other page comes from the columns."""
+    return criteria.sort == "relevance" and bool(shape.prefixes)
+
+
 @functools.lru_cache(maxsize=512)
-def page_query(shape: Shape, sort: str, dense: bool) -> sa.Select[Any]:
-    """The ids of one page of the match (`limit` and `offset` bound), in the order asked for."""
+def page_query(shape: Shape, sort: str) -> sa.Select[Any]:
+    """The ids of one page of the match (`limit` and `offset` bound), in the order asked for: what a search
+    ranked by relevance runs, and for the other sorts what the tests hold `Columns.page` to."""
     d = offering_search
     score: sa.ColumnElement[Any] | None = None
     if sort == "relevance" and shape.prefixes:
@@ -183,14 +183,35 @@ def page_query(shape: Shape, sort: str, dense: bool) -> sa.Select[Any]:
             page = page.join_from(d, scored, scored.c.course_id == d.c.course_id)
             score = scored.c.score if score is None else score + scored.c.score
     else:
-        page = sa.select(d.c.offering_id).where(*_conditions(shape, dense=dense))
+        page = sa.select(d.c.offering_id).where(*_conditions(shape))
     limit, offset = sa.bindparam("limit", type_=sa.Integer), sa.bindparam("offset", type_=sa.Integer)
     return page.order_by(*_order(sort, score)).limit(limit).offset(offset)
 
 
+@dataclass(frozen=True)
+class Counted:
+    """A match as counted: its total and facets, and which rows of which copy of the columns it is."""
+
+    total: int
+    facets: dict[str, list[dict[str, Any]]]
+    serial: int  # of the `Columns` the match was taken from
+    bits: NDArray[np.uint8]  # the match, one bit per row (1.25 kB per 10,000 offerings)
+
+    @classmethod
+    def of(cls, columns: Columns, mask: Mask) -> Counted:
+        total, facets = columns.count(mask)
+        return cls(total, facets, columns.serial, np.packbits(mask))
+
+    def mask(self, columns: Columns) -> Mask | None:
+        """The match over these columns, if it was taken from them."""
+        if columns.serial != self.serial:
+            return None
+        return np.unpackbits(self.bits, count=columns.size).view(np.bool_)
+
+
 class FacetCache:
-    """Totals and facet counts of recent searches, per index generation (so never stale), least recent out,
-    and the columns they are counted from (`facets.ColumnStore`).
+    """Totals, facet counts and matched rows of recent searches, per index generation (so never stale),
+    least recent out, and the columns they are counted from (`facets.ColumnStore`).
 
     A new generation simply stops matching the old entries. One per API process.
     """
@@ -198,15 +219,15 @@ class FacetCache:
     def __init__(self, size: int = 512) -> None:
         self.size = size
         self.columns = ColumnStore()
-        self._entries: OrderedDict[Hashable, tuple[int, dict[str, list[dict[str, Any]]]]] = OrderedDict()
+        self._entries: OrderedDict[Hashable, Counted] = OrderedDict()
 
-    def get(self, key: Hashable) -> tuple[int, dict[str, list[dict[str, Any]]]] | None:
+    def get(self, key: Hashable) -> Counted | None:
         found = self._entries.get(key)
         if found is not None:
             self._entries.move_to_end(key)
         return found
 
-    def put(self, key: Hashable, value: tuple[int, dict[str, list[dict[str, Any]]]]) -> None:
+    def put(self, key: Hashable, value: Counted) -> None:
         self._entries[key] = value
         self._entries.move_to_end(key)
         while len(self._entries) > self.size:
@@ -217,19 +238,13 @@ class FacetCache:
         self._entries.clear()
 
 
-async def _count(
-    conn: AsyncConnection,
-    criteria: Criteria,
-    shape: Shape,
-    params: dict[str, Any],
-    cache: FacetCache,
-    index_generation: int,
-) -> tuple[int, dict[str, list[dict[str, Any]]]]:
+async def _match(
+    conn: AsyncConnection, criteria: Criteria, shape: Shape, params: dict[str, Any], columns: Columns
+) -> Mask:
     courses = None
     if shape.prefixes:
         courses = (await conn.execute(words_query(shape.prefixes), _word_params(params))).scalars().all()
-    columns = await cache.columns.get(conn, index_generation)
-    return columns.count(columns.match(criteria, courses))
+    return columns.match(criteria, courses)
 
 
 async def search(
@@ -251,18 +266,23 @@ async def search(
         cache = FacetCache(size=0)
     if index_generation is None:
         index_generation = await generation(conn)
+    columns = await cache.columns.get(conn, index_generation)
     key = (conn.engine.url, index_generation, tuple(terms), replace(criteria, q=None, sort=""))
     counted = cache.get(key)
-    if counted is None:
-        counted = await _count(conn, criteria, shape, params, cache, index_generation)
+    mask = None if counted is None else counted.mask(columns)
+    if counted is None or mask is None:
+        # (a kept count whose columns were not kept, as when a change landed while they were read: again)
+        mask = await _match(conn, criteria, shape, params, columns)
+        counted = Counted.of(columns, mask)
         cache.put(key, counted)
-    total, facets = counted
-    if offset >= total:
-        return Found(total, [], facets)
-    dense = bool(terms) and total > DENSE and conn.dialect.name == "sqlite"
-    page = page_query(shape, criteria.sort, dense)
-    ids = (await conn.execute(page, {**params, "limit": limit, "offset": offset})).scalars()
-    return Found(total, list(ids), facets)
+    if offset >= counted.total:
+        return Found(counted.total, [], counted.facets)
+    if ranks_by_relevance(criteria, shape):
+        page = page_query(shape, criteria.sort)
+        ids = list((await conn.execute(page, {**params, "limit": limit, "offset": offset})).scalars())
+    else:
+        ids = columns.page(mask, criteria.sort, offset, limit)
+    return Found(counted.total, ids, counted.facets)
 
 
 # Filters whose search statements are compiled at start-up (`warm`), each alone and with the words.
@@ -291,19 +311,18 @@ def common_criteria(today: date) -> list[Criteria]:
 
 
 async def warm(conn: AsyncConnection, today: date, cache: FacetCache | None = None) -> int:
-    """Build, compile and run once the statements of the common searches (`common_criteria`), with each
-    sort offered on the whole catalogue and relevance with words, and read the columns into `cache`;
-    returns how many statements ran.
+    """Build, compile and run once the statements of the common searches (`common_criteria`): the words'
+    courses and the page ranked by relevance; and read the columns into `cache`; returns how many
+    statements ran.
 
     A search of a shape not met before costs 2-4 ms of CPU to build and compile its statements, 30-40 %
     of an uncached search, and after a start every shape is new: the first searches after a deploy
     would pay for it while a crowd waits behind them. The values match nothing, so each run is cheap.
     """
     ran = 0
-    dense_too = conn.dialect.name == "sqlite"
     if cache is not None:
         await cache.columns.get(conn, await generation(conn))
-        ran += 3  # the generation, the rows, the generation again
+        ran += 4  # the generation, the rows, the ids by title, the generation again
     words_seen: set[tuple[bool, ...]] = set()
     for criteria in common_criteria(today):
         terms = query_terms(criteria.q)
@@ -312,11 +331,7 @@ async def warm(conn: AsyncConnection, today: date, cache: FacetCache | None = No
             words_seen.add(shape.prefixes)
             await conn.execute(words_query(shape.prefixes), _word_params(params))
             ran += 1
-        sorts = ["start_date"] + (["relevance"] if terms else [])
-        if not terms and not shape.equal and not shape.open_on and not shape.language:
-            sorts += ["-start_date", "title", "price"]
-        for sort in sorts:
-            for dense in (False, True) if terms and dense_too else (False,):
-                await conn.execute(page_query(shape, sort, dense), {**params, "limit": 0, "offset": 0})
-                ran += 1
+        if ranks_by_relevance(replace(criteria, sort="relevance"), shape):
+            await conn.execute(page_query(shape, "relevance"), {**params, "limit": 0, "offset": 0})
+            ran += 1
     return ran
