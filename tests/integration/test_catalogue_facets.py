@@ -175,14 +175,14 @@ def test_facet_counts_agree_with_the_offerings_sql_matches(
     cache = FacetCache()
 
     async def check(criteria: Criteria) -> None:
-        shape, params = plan(criteria, query_terms(criteria.q))
+        shape, bound = plan(criteria, query_terms(criteria.q))
         async with engine.connect() as conn:
             found = await search(conn, criteria, offset=0, limit=OFFERINGS, cache=cache)
             # the SQL match on its own, in the sort asked for
             page = page_query(shape, criteria.sort)
             if criteria.sort in SORTED_BY:
                 page = page.order_by(None).order_by(*SORTED_BY[criteria.sort])
-            ids = (await conn.execute(page, {**params, "limit": OFFERINGS, "offset": 0})).scalars().all()
+            ids = (await conn.execute(page, bound.all(limit=OFFERINGS, offset=0))).scalars().all()
             # and a page further on, from the counts kept by the search above
             later = await search(conn, criteria, offset=7, limit=5, cache=cache)
             matched = (

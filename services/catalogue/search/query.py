@@ -72,26 +72,39 @@ class Shape:
     max_price: bool
 
 
-def plan(criteria: Criteria, terms: list[str]) -> tuple[Shape, dict[str, Any]]:
+@dataclass(frozen=True)
+class Bound:
+    """The values a search binds: its words' and its filters'. The words' statement is given the words'
+    alone: SQLAlchemy keys its statement cache by the names bound as well as by the statement."""
+
+    words: dict[str, Any]
+    filters: dict[str, Any]
+
+    def all(self, **more: Any) -> dict[str, Any]:
+        return {**self.words, **self.filters, **more}
+
+
+def plan(criteria: Criteria, terms: list[str]) -> tuple[Shape, Bound]:
     """The shape of a search and the values to bind into its statements."""
-    params: dict[str, Any] = {}
+    words: dict[str, Any] = {}
     for i, term in enumerate(terms):
         if len(term) < 2:
-            params[f"w{i}"] = term
+            words[f"w{i}"] = term
         else:
-            params[f"w{i}"], params[f"w{i}_high"] = prefix_bounds(term)
+            words[f"w{i}"], words[f"w{i}_high"] = prefix_bounds(term)
+    filters: dict[str, Any] = {}
     equal = tuple(name for name in EQUAL if getattr(criteria, name) is not None)
-    params.update((f"f_{name}", getattr(criteria, name)) for name in equal)
+    filters.update((f"f_{name}", getattr(criteria, name)) for name in equal)
     if criteria.language:
-        params["f_language"] = criteria.language
+        filters["f_language"] = criteria.language
     if criteria.open_on:
-        params["f_open_on"] = criteria.open_on
+        filters["f_open_on"] = criteria.open_on
     drafts = "all" if criteria.drafts_of is None else "some" if criteria.drafts_of else "none"
     if drafts == "some":
-        params["f_drafts_of"] = list(criteria.drafts_of or ())
+        filters["f_drafts_of"] = list(criteria.drafts_of or ())
     for name in ("min_price", "max_price"):
         if getattr(criteria, name) is not None:
-            params[f"f_{name}"] = getattr(criteria, name)
+            filters[f"f_{name}"] = getattr(criteria, name)
     shape = Shape(
         prefixes=tuple(len(term) >= 2 for term in terms),
         equal=equal,
@@ -101,7 +114,7 @@ def plan(criteria: Criteria, terms: list[str]) -> tuple[Shape, dict[str, Any]]:
         min_price=criteria.min_price is not None,
         max_price=criteria.max_price is not None,
     )
-    return shape, params
+    return shape, Bound(words, filters)
 
 
 def _term_range(i: int, prefix: bool) -> sa.ColumnElement[bool]:
@@ -157,11 +170,6 @@ def words_query(prefixes: tuple[bool, ...]) -> sa.Select[Any] | sa.CompoundSelec
     """The courses that have every word of a search (bound as in `plan`)."""
     courses = [sa.select(course_terms.c.course_id).where(_term_range(i, p)) for i, p in enumerate(prefixes)]
     return courses[0] if len(courses) == 1 else sa.intersect(*courses)
-
-
-def _word_params(params: dict[str, Any]) -> dict[str, Any]:
-    """The words' values alone: SQLAlchemy keys its statement cache by the names bound as well."""
-    return {name: value for name, value in params.items() if name[0] == "w"}
 
 
 def ranks_by_relevance(criteria: Criteria, shape: Shape) -> bool:
@@ -238,12 +246,10 @@ class FacetCache:
         self._entries.clear()
 
 
-async def _match(
-    conn: AsyncConnection, criteria: Criteria, shape: Shape, params: dict[str, Any], columns: Columns
-) -> Mask:
+async def _match(conn: AsyncConnection, criteria: Criteria, shape: Shape, bound: Bound, columns: Columns) -> Mask:
     courses = None
     if shape.prefixes:
-        courses = (await conn.execute(words_query(shape.prefixes), _word_params(params))).scalars().all()
+        courses = (await conn.execute(words_query(shape.prefixes), bound.words)).scalars().all()
     return columns.match(criteria, courses)
 
 
@@ -261,7 +267,7 @@ async def search(
     `cache` keeps the counts and the columns between searches (without one, the columns are read for this
     search alone); `index_generation`, if the caller has read it already, saves reading it again."""
     terms = query_terms(criteria.q)
-    shape, params = plan(criteria, terms)
+    shape, bound = plan(criteria, terms)
     if cache is None:
         cache = FacetCache(size=0)
     if index_generation is None:
@@ -272,14 +278,14 @@ async def search(
     mask = None if counted is None else counted.mask(columns)
     if counted is None or mask is None:
         # (a kept count whose columns were not kept, as when a change landed while they were read: again)
-        mask = await _match(conn, criteria, shape, params, columns)
+        mask = await _match(conn, criteria, shape, bound, columns)
         counted = Counted.of(columns, mask)
         cache.put(key, counted)
     if offset >= counted.total:
         return Found(counted.total, [], counted.facets)
     if ranks_by_relevance(criteria, shape):
         page = page_query(shape, criteria.sort)
-        ids = list((await conn.execute(page, {**params, "limit": limit, "offset": offset})).scalars())
+        ids = list((await conn.execute(page, bound.all(limit=limit, offset=offset))).scalars())
     else:
         ids = columns.page(mask, criteria.sort, offset, limit)
     return Found(counted.total, ids, counted.facets)
@@ -326,12 +332,12 @@ async def warm(conn: AsyncConnection, today: date, cache: FacetCache | None = No
     words_seen: set[tuple[bool, ...]] = set()
     for criteria in common_criteria(today):
         terms = query_terms(criteria.q)
-        shape, params = plan(criteria, terms)
+        shape, bound = plan(criteria, terms)
         if shape.prefixes and shape.prefixes not in words_seen:
             words_seen.add(shape.prefixes)
-            await conn.execute(words_query(shape.prefixes), _word_params(params))
+            await conn.execute(words_query(shape.prefixes), bound.words)
             ran += 1
         if ranks_by_relevance(replace(criteria, sort="relevance"), shape):
-            await conn.execute(page_query(shape, "relevance"), {**params, "limit": 0, "offset": 0})
+            await conn.execute(page_query(shape, "relevance"), bound.all(limit=0, offset=0))
             ran += 1
     return ran
