@@ -207,6 +207,33 @@ def test_facet_counts_agree_with_the_offerings_sql_matches(
     assert totals == [0, OFFERINGS]
 
 
+def test_titles_are_in_the_order_the_database_compares_them(
+    index: tuple[asyncio.AbstractEventLoop, AsyncEngine], db_kind: str
+) -> None:
+    """The title order is read from the database, so its collation decides as it did when SQL chose the
+    page: on PostgreSQL here a Finnish ICU collation (`alku` before `Alku`), on SQLite bytes (`Alku` first).
+    Sorting the keys in Python would get one of the two wrong."""
+    loop, engine = index
+
+    async def scenario() -> tuple[list[str], list[Any]]:
+        if db_kind == "postgres":
+            async with engine.begin() as conn:
+                await conn.execute(
+                    sa.text('ALTER TABLE offering_search ALTER COLUMN title_key TYPE varchar(300) COLLATE "fi-x-icu"')
+                )
+                await next_generation(conn)
+        async with engine.connect() as conn:
+            criteria = Criteria(sort="title", drafts_of=None)
+            found = await search(conn, criteria, offset=0, limit=OFFERINGS, cache=FacetCache())
+            expected = sa.select(_o.offering_id, _o.title_key).order_by(*SORTED_BY["title"])
+            return found.offering_ids, list((await conn.execute(expected)).all())
+
+    ids, expected = loop.run_until_complete(scenario())
+    assert ids == [row.offering_id for row in expected]
+    keys = [row.title_key for row in expected]
+    assert (keys.index("alku") < keys.index("Alku")) is (db_kind == "postgres")
+
+
 def test_a_kept_count_is_not_applied_to_another_copy_of_the_columns(
     index: tuple[asyncio.AbstractEventLoop, AsyncEngine],
 ) -> None:
