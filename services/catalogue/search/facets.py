@@ -143,7 +143,7 @@ _serials = itertools.count(1)
 class Columns:
     """The search rows of one index generation, column by column, in start-date order."""
 
-    def __init__(self, rows: Sequence[Sequence[Any]], by_title: Sequence[str] = ()) -> None:
+    def __init__(self, rows: Sequence[Sequence[Any]], by_title: Sequence[str]) -> None:
         """`rows` as `_ROWS` reads them, in start-date order; `by_title`, the offering ids in title order."""
         names = list(_COLUMNS)
         by_column = list(zip(*rows, strict=True)) if rows else [() for _ in range(len(names) + 2)]
