@@ -312,6 +312,7 @@ async def search_answer(
     answers: search.AnswerCache | None = None,
     items: search.AnswerCache | None = None,
     also_as: Hashable | None = None,
+    index_generation: int | None = None,
 ) -> bytes:
     """One page of a search as the JSON of `SearchPage`: the total, the offerings, the facet counts.
 
@@ -319,12 +320,13 @@ async def search_answer(
     of the index generation); otherwise computed, serialised once with orjson (no response model
     validation of the 50 offerings) and kept, under `also_as` too if given (an anonymous search's raw
     query string: `search.cache.RepeatedSearchMiddleware`). `items` keeps each offering's JSON
-    (`offering_items`)."""
+    (`offering_items`). `index_generation`, if the caller read it for this request already, is not read
+    again."""
     terms = search.query_terms(criteria.q)
-    index_generation = 0
     key = None
-    if answers is not None or facets is not None or items is not None:
-        index_generation = await search.generation(conn)
+    if index_generation is None:
+        caches = answers is not None or facets is not None or items is not None
+        index_generation = await search.generation(conn) if caches else 0
     if answers is not None:
         sort = "start_date" if criteria.sort == "relevance" and not terms else criteria.sort
         key = (tuple(terms), replace(criteria, q=None, sort=sort), page, page_size)

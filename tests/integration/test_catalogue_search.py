@@ -332,6 +332,30 @@ async def test_a_repeated_anonymous_search_is_answered_before_fastapi_parses_it(
     await anonymous.aclose()
 
 
+async def test_a_search_the_middleware_cannot_answer_reads_the_index_generation_once(
+    client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    """The middleware reads the index generation to look for a repeat; when it finds none, the endpoint
+    takes that generation instead of reading it again (a round trip per search on PostgreSQL)."""
+    anonymous = catalogue_of(client._transport.app, {})  # type: ignore[attr-defined]
+    assert (await anonymous.get("/offerings?q=matem")).status_code == 200  # the columns read, a first answer
+    reads: list[str] = []
+
+    def note(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "search_state.generation" in statement:
+            reads.append(statement)
+
+    event.listen(engine.sync_engine, "after_cursor_execute", note)
+    try:
+        for query in ("/offerings?q=funkt", "/offerings?subject=mathematics&page_size=2&page=2", "/offerings?q=matem"):
+            reads.clear()
+            assert (await anonymous.get(query)).status_code == 200
+            assert len(reads) == 1, (query, reads)
+    finally:
+        event.remove(engine.sync_engine, "after_cursor_execute", note)
+    await anonymous.aclose()
+
+
 async def test_a_repeated_search_shows_every_change_made_since(client: httpx.AsyncClient) -> None:
     """The same anonymous search, asked again after each change (publish, edit, cancel), through the same API
     process: its cached answer must not outlive the change."""

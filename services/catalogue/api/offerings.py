@@ -23,7 +23,7 @@ from services.catalogue.api.access import (
 )
 from services.catalogue.api.common import IdempotencyKey, audited, create_once
 from services.catalogue.api.models import CancelBody, Language, OfferingCreate, OfferingPatch, OfferingRead, SearchPage
-from services.catalogue.search.cache import repeat_key
+from services.catalogue.search.cache import generation_read, repeat_key
 from shared.auth import Principal
 from shared.errors import Invalid, NotFound
 from shared.http import PageDep, correlation_id, problem_responses
@@ -123,6 +123,7 @@ async def search_offerings(
             items=getattr(state, "item_cache", None),
             # an anonymous answer, by its raw query string too (`search.cache.RepeatedSearchMiddleware`)
             also_as=repeat_key(request.scope["query_string"], date.today()) if caller is None else None,
+            index_generation=generation_read(request.scope, engine),
         )
     # Already the JSON of SearchPage (response_model stays for the OpenAPI schema): no second validation.
     return Response(body, media_type="application/json")

@@ -78,6 +78,17 @@ class AnswerCache:
         return len(self._answers)
 
 
+# Where the middleware leaves the index generation it read for a search it could not answer, in the
+# request's state (`scope["state"]`), so that the endpoint need not read it again: (database, generation).
+GENERATION_READ = "search_generation"
+
+
+def generation_read(scope: Scope, engine: AsyncEngine) -> int | None:
+    """The index generation of `engine`'s database as the middleware read it for this request, if it did."""
+    seen = scope.get("state", {}).get(GENERATION_READ)
+    return seen[1] if seen is not None and seen[0] == engine.url else None
+
+
 def repeat_key(query_string: bytes, today: date) -> tuple[str, bytes, date]:
     """The answer cache's key for an anonymous search by its raw query string (and the day: `open_now`)."""
     return ("query", query_string, today)
@@ -91,7 +102,7 @@ class RepeatedSearchMiddleware:
     solve the dependencies before the endpoint found the cached answer: ~1 ms of the ~1.5 ms of CPU such
     a request cost (docs/performance.md, eleventh round). The endpoint keeps anonymous answers under
     `repeat_key` as well as under their parsed criteria; anything else (a token, another query string, a
-    new generation, a database error) goes the full way.
+    new generation, a database error) goes the full way, with the generation it read (`generation_read`).
     """
 
     def __init__(self, app: ASGIApp, path: str) -> None:
@@ -126,4 +137,5 @@ class RepeatedSearchMiddleware:
                 index_generation = await generation(conn)
         except DBAPIError:
             return None  # the full path answers with the proper problem
+        scope.setdefault("state", {})[GENERATION_READ] = (engine.url, index_generation)
         return answers.get(engine.url, index_generation, repeat_key(scope["query_string"], date.today()))
