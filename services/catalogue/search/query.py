@@ -172,9 +172,9 @@ def words_query(prefixes: tuple[bool, ...]) -> sa.Select[Any] | sa.CompoundSelec
     return courses[0] if len(courses) == 1 else sa.intersect(*courses)
 
 
-def ranks_by_relevance(criteria: Criteria, shape: Shape) -> bool:
+def ranks_by_relevance(sort: str, shape: Shape) -> bool:
     """Whether the page is ranked by the words in SQL; every other page comes from the columns."""
-    return criteria.sort == "relevance" and bool(shape.prefixes)
+    return sort == "relevance" and bool(shape.prefixes)
 
 
 @functools.lru_cache(maxsize=512)
@@ -183,7 +183,7 @@ def page_query(shape: Shape, sort: str) -> sa.Select[Any]:
     ranked by relevance runs, and for the other sorts what the tests hold `Columns.page` to."""
     d = offering_search
     score: sa.ColumnElement[Any] | None = None
-    if sort == "relevance" and shape.prefixes:
+    if ranks_by_relevance(sort, shape):
         # The joins below keep only matching courses: the IN conditions would repeat that work.
         page = sa.select(d.c.offering_id).where(*_conditions(shape, words=False))
         for i, prefix in enumerate(shape.prefixes):
@@ -283,7 +283,7 @@ async def search(
         cache.put(key, counted)
     if offset >= counted.total:
         return Found(counted.total, [], counted.facets)
-    if ranks_by_relevance(criteria, shape):
+    if ranks_by_relevance(criteria.sort, shape):
         page = page_query(shape, criteria.sort)
         ids = list((await conn.execute(page, bound.all(limit=limit, offset=offset))).scalars())
     else:
@@ -337,7 +337,7 @@ async def warm(conn: AsyncConnection, today: date, cache: FacetCache | None = No
             words_seen.add(shape.prefixes)
             await conn.execute(words_query(shape.prefixes), bound.words)
             ran += 1
-        if ranks_by_relevance(replace(criteria, sort="relevance"), shape):
+        if ranks_by_relevance("relevance", shape):
             await conn.execute(page_query(shape, "relevance"), bound.all(limit=0, offset=0))
             ran += 1
     return ran
