@@ -328,8 +328,7 @@ async def search_answer(
         caches = answers is not None or facets is not None or items is not None
         index_generation = await search.generation(conn) if caches else 0
     if answers is not None:
-        sort = "start_date" if criteria.sort == "relevance" and not terms else criteria.sort
-        key = (tuple(terms), replace(criteria, q=None, sort=sort), page, page_size)
+        key = (tuple(terms), replace(criteria, q=None, sort=search.page_sort(criteria.sort, terms)), page, page_size)
         found = answers.get(conn.engine.url, index_generation, key)
         if found is not None:
             return found

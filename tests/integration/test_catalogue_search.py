@@ -356,6 +356,36 @@ async def test_a_search_the_middleware_cannot_answer_reads_the_index_generation_
     await anonymous.aclose()
 
 
+async def test_relevance_without_words_shares_the_start_date_answer(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without `q`, relevance is start date (`search.page_sort`): the answer already made for the start-date
+    order is served without searching again; with words, relevance is a page of its own."""
+    anonymous = catalogue_of(client._transport.app, {})  # type: ignore[attr-defined]
+    searched: list[search.Criteria] = []
+    run = search.search
+
+    async def counted(conn: Any, criteria: search.Criteria, **kwargs: Any) -> search.Found:
+        searched.append(criteria)
+        return await run(conn, criteria, **kwargs)
+
+    monkeypatch.setattr(search, "search", counted)
+
+    async def ask(query: str) -> list[str]:
+        response = await anonymous.get(query)
+        assert response.status_code == 200, response.text
+        return [item["id"] for item in response.json()["items"]]
+
+    by_start = await ask("/offerings?subject=mathematics&sort=start_date")
+    assert len(searched) == 1 and len(by_start) >= 2
+    assert await ask("/offerings?sort=relevance&subject=mathematics") == by_start
+    assert len(searched) == 1, searched  # the start-date answer (another query string: not the middleware)
+    await ask("/offerings?q=matem&sort=start_date")
+    await ask("/offerings?q=matem&sort=relevance")
+    assert [c.sort for c in searched] == ["start_date", "start_date", "relevance"], searched
+    await anonymous.aclose()
+
+
 async def test_a_repeated_search_shows_every_change_made_since(client: httpx.AsyncClient) -> None:
     """The same anonymous search, asked again after each change (publish, edit, cancel), through the same API
     process: its cached answer must not outlive the change."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from services.catalogue.search.cache import AnswerCache
 from services.catalogue.search.facets import FACETS
 from services.catalogue.search.index import generation, index_courses, index_offerings, next_generation
-from services.catalogue.search.query import Criteria, FacetCache, Found, search
+from services.catalogue.search.query import Criteria, FacetCache, Found, page_sort, search
 from services.catalogue.search.words import (
     MAX_QUERY_TERMS,
     MAX_TERM,
@@ -37,6 +37,7 @@ __all__ = [
     "index_courses",
     "index_offerings",
     "next_generation",
+    "page_sort",
     "prefix_bounds",
     "query_terms",
     "search",

@@ -172,6 +172,12 @@ def words_query(prefixes: tuple[bool, ...]) -> sa.Select[Any] | sa.CompoundSelec
     return courses[0] if len(courses) == 1 else sa.intersect(*courses)
 
 
+def page_sort(sort: str, terms: list[str]) -> str:
+    """The order a page is really in: relevance ranks by the words, so without words it is start date
+    (as `ORDERS`' fallback has it). Searches that differ only so get the same page: the answer cache's key."""
+    return "start_date" if sort == "relevance" and not terms else sort
+
+
 def ranks_by_relevance(sort: str, shape: Shape) -> bool:
     """Whether the page is ranked by the words in SQL; every other page comes from the columns."""
     return sort == "relevance" and bool(shape.prefixes)
@@ -283,11 +289,12 @@ async def search(
         cache.put(key, counted)
     if offset >= counted.total:
         return Found(counted.total, [], counted.facets)
-    if ranks_by_relevance(criteria.sort, shape):
-        page = page_query(shape, criteria.sort)
+    sort = page_sort(criteria.sort, terms)
+    if ranks_by_relevance(sort, shape):
+        page = page_query(shape, sort)
         ids = list((await conn.execute(page, bound.all(limit=limit, offset=offset))).scalars())
     else:
-        ids = columns.page(mask, criteria.sort, offset, limit)
+        ids = columns.page(mask, sort, offset, limit)
     return Found(counted.total, ids, counted.facets)
 
 
