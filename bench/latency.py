@@ -49,7 +49,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from bench.drive import pct
+from bench.drive import collector_paused, pct
 from bench.system import PG_URL, SERVICES, BenchSystem, cpu_seconds
 from services.reporting import domain as reporting
 from services.reporting import tables as rt
@@ -107,7 +107,6 @@ async def fetch_all(port: int, asks: Sequence[Ask], concurrency: int) -> tuple[l
     """GET every request over `concurrency` keep-alive connections, flat out; answers in request order."""
     answers: list[Answer] = [Answer(0.0, 0, b"")] * len(asks)
     counter = iter(range(len(asks)))
-    start = time.perf_counter()
 
     async def connection() -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -126,8 +125,10 @@ async def fetch_all(port: int, asks: Sequence[Ask], concurrency: int) -> tuple[l
         finally:
             writer.close()
 
-    await asyncio.gather(*(connection() for _ in range(concurrency)))
-    return answers, time.perf_counter() - start
+    with collector_paused():
+        start = time.perf_counter()
+        await asyncio.gather(*(connection() for _ in range(concurrency)))
+        return answers, time.perf_counter() - start
 
 
 async def cpu_now(system: BenchSystem) -> dict[str, float]:

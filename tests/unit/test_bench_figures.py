@@ -1,9 +1,14 @@
-"""The benchmark's own arithmetic: which of repeated fixed-rate runs it reports, and the machine's busy share."""
+"""The benchmark's own arithmetic: which of repeated fixed-rate runs it reports, the machine's busy share, and
+the driver's collector kept out of the timed requests."""
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
+import pytest
+
+from bench.drive import collector_paused
 from bench.run import REPEAT_FIGURES, median_run, system_runs, table
 from bench.system import busy_share
 
@@ -47,3 +52,20 @@ def test_every_run_of_the_system_is_checked_and_what_refused_requests_were_told_
     printed = table([result | floors | {"system_rates": [rate | good]}])
     assert 'postgres 200/s run 2: refused: 503 {"detail":"send it again"}' in printed.splitlines()
     assert "run 1: refused" not in printed
+
+
+def test_the_driver_does_not_collect_garbage_while_it_times_requests_and_collects_again_after() -> None:
+    assert gc.isenabled()
+    try:
+        with collector_paused():
+            assert not gc.isenabled()
+        assert gc.isenabled()
+        with pytest.raises(RuntimeError), collector_paused():
+            raise RuntimeError("a pass that fails")
+        assert gc.isenabled()
+        gc.disable()  # off already (as under a profiler): left off
+        with collector_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
