@@ -26,7 +26,7 @@ class Result:
 @contextlib.contextmanager
 def collector_paused() -> Iterator[None]:
     """No garbage collection in the driver while it times requests: a full collection of the bench
-    process's heap (the seeded read models' bookkeeping, the search's offerings) took 100–220 ms, and
+    process's heap (the seeded read models' bookkeeping, the search's offerings) took 100–260 ms, and
     every request in flight then carried that pause as latency of the system. Collected before, and
     the collector back on after (a pass allocates a few MB at most)."""
     gc.collect()
