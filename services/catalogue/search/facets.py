@@ -213,8 +213,9 @@ class Columns:
         return mask
 
     def page(self, mask: Mask, sort: str, offset: int, limit: int) -> list[str]:
-        """The ids of one page of the match in a sort of `ORDERS` (any other: start date)."""
-        order = self.orders.get(sort, self.orders["start_date"])
+        """The ids of one page of the match in a sort of `ORDERS` (relevance is ranked in SQL, and without
+        words it is start date: `query.page_sort`)."""
+        order = self.orders[sort]
         return [self.ids[row] for row in order[mask[order]][offset : offset + limit].tolist()]
 
     def count(self, mask: Mask) -> tuple[int, dict[str, list[dict[str, Any]]]]:

@@ -173,8 +173,8 @@ def words_query(prefixes: tuple[bool, ...]) -> sa.Select[Any] | sa.CompoundSelec
 
 
 def page_sort(sort: str, terms: list[str]) -> str:
-    """The order a page is really in: relevance ranks by the words, so without words it is start date
-    (as `ORDERS`' fallback has it). Searches that differ only so get the same page: the answer cache's key."""
+    """The order a page is really in: relevance ranks by the words, so without words it is start date.
+    Searches that differ only so get the same page (the answer cache's key); `Columns.page` takes only this."""
     return "start_date" if sort == "relevance" and not terms else sort
 
 
