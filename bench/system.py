@@ -29,7 +29,7 @@ class BenchSystem:
     def __init__(self, workdir: Path, db: str) -> None:
         tag = uuid.uuid4().hex[:8]
         self.db, self.workdir, self.pg_prefix = db, workdir, f"bench_{tag}"
-        base = free_port_block()  # the gateway on base, services on base+1 … base+4, the token issuer on base+5
+        base = free_port_block()  # gateway on base, services +1 … +4, token issuer +5, reporting readers +6 …
         self.gateway_port = base
         self.env = {
             **os.environ,

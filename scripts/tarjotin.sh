@@ -3,7 +3,7 @@
 #   scripts/tarjotin.sh up        install what is missing, migrate, start 4 APIs + 4 workers + nginx, load demo
 #   scripts/tarjotin.sh down      stop what `up` started
 #   scripts/tarjotin.sh status    what is running
-#   scripts/tarjotin.sh start|stop|kill SERVICE ROLE   one process (ROLE: api | worker); kill = SIGKILL
+#   scripts/tarjotin.sh start|stop|kill SERVICE ROLE   one process (ROLE: api | worker | readerN); kill = SIGKILL
 # Settings (environment, all optional):
 #   TARJOTIN_RUN_DIR (var/run)  TARJOTIN_DATA_DIR (var/data)  TARJOTIN_GATEWAY_PORT (8080)
 #   TARJOTIN_PORT_BASE (8100: services on +1..+4, the development token issuer on +5)  TARJOTIN_DB (sqlite | postgres)
@@ -11,6 +11,9 @@
 #   TARJOTIN_DEMO (1: load demo data)  TARJOTIN_EXCHANGE, TARJOTIN_QUEUE_PREFIX (bus namespace)
 #   TARJOTIN_PROCESSES (combined: API + worker in one process per service, the default on SQLite;
 #                       split: separate api and worker processes, the default on PostgreSQL)
+#   TARJOTIN_REPORTING_READERS (1 on SQLite, 0 on PostgreSQL): extra read-only reporting API processes
+#                       (reader1, reader2, ... on ports base+6, +7, ...); the gateway sends each report URL
+#                       always to the same one of them, so each answer is computed and cached once
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -28,7 +31,11 @@ ISSUER_PORT=$((PORT_BASE + 5))
 export TARJOTIN_DEV_ISSUER_URL="http://127.0.0.1:$ISSUER_PORT"
 if [ "$DB" = sqlite ]; then PROCESSES=${TARJOTIN_PROCESSES:-combined}; else PROCESSES=${TARJOTIN_PROCESSES:-split}; fi
 [[ $PROCESSES == combined || $PROCESSES == split ]] || { echo "TARJOTIN_PROCESSES must be combined or split" >&2; exit 2; }
-role_of() { if [ "$PROCESSES" = combined ]; then echo all; else echo "$1"; fi; }  # api|worker → the process
+if [ "$DB" = sqlite ]; then READERS=${TARJOTIN_REPORTING_READERS:-1}; else READERS=${TARJOTIN_REPORTING_READERS:-0}; fi
+[[ $READERS =~ ^[0-4]$ ]] || { echo "TARJOTIN_REPORTING_READERS must be a number from 0 to 4" >&2; exit 2; }
+role_of() {  # api|worker → the process that has that role; readerN stays itself
+  if [[ $1 == reader* ]]; then echo "$1"; elif [ "$PROCESSES" = combined ]; then echo all; else echo "$1"; fi
+}
 LOG="$RUN/log"
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
@@ -38,6 +45,13 @@ die() { say "$*"; exit 1; }
 port_of() {
   case $1 in catalogue) echo $((PORT_BASE + 1));; enrolment) echo $((PORT_BASE + 2));;
              billing) echo $((PORT_BASE + 3));; reporting) echo $((PORT_BASE + 4));; *) die "unknown service $1";; esac
+}
+reader_port() { echo $((PORT_BASE + 5 + $1)); }  # the Nth read-only reporting API (the issuer is on +5)
+
+reporting_upstream() {  # the reporting API and its readers, as the gateway's upstream lists its servers
+  local i list="127.0.0.1:$(port_of reporting)"
+  for ((i = 1; i <= READERS; i++)); do list+="; server 127.0.0.1:$(reader_port "$i")"; done
+  echo "$list"
 }
 
 service_env() {  # SERVICE: print the env assignments for one service's processes
@@ -56,14 +70,20 @@ service_env() {  # SERVICE: print the env assignments for one service's processe
 pidfile() { echo "$RUN/pids/$1-$2.pid"; }
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
-start_one() {  # SERVICE ROLE
-  local s=$1 role pf
+start_one() {  # SERVICE ROLE (api | worker | readerN: the Nth read-only reporting API)
+  local s=$1 role pf command extra=()
   role=$(role_of "$2")
+  command=$role
+  if [[ $role == reader* ]]; then
+    [[ $s == reporting && ${role#reader} =~ ^[1-9]$ ]] || die "readers are reporting's: reporting reader1, reader2, ..."
+    extra=("TARJOTIN_REPORTING_HTTP_PORT=$(reader_port "${role#reader}")" TARJOTIN_REPORTING_DATABASE_READ_ONLY=true)
+    command=api
+  fi
   pf=$(pidfile "$s" "$role")
   alive "$pf" && { say "$s $role already running (pid $(cat "$pf"))"; return 0; }
   mkdir -p "$RUN/pids" "$LOG" "$RUN/metrics/$s"
   # shellcheck disable=SC2046
-  env $(service_env "$s") setsid "$PY" -m "services.$s" "$role" >>"$LOG/$s-$role.log" 2>&1 </dev/null &
+  env $(service_env "$s") "${extra[@]}" setsid "$PY" -m "services.$s" "$command" >>"$LOG/$s-$role.log" 2>&1 </dev/null &
   echo $! >"$pf"
 }
 
@@ -91,7 +111,7 @@ render_nginx() {
   chmod 1777 "$RUN/nginx/tmp"
   GATEWAY_PORT=$GATEWAY_PORT ACCESS_LOG="$LOG/gateway-access.log" DOCS_ROOT="$ROOT/deploy/nginx/docs" \
   CATALOGUE_UPSTREAM=127.0.0.1:$(port_of catalogue) ENROLMENT_UPSTREAM=127.0.0.1:$(port_of enrolment) \
-  BILLING_UPSTREAM=127.0.0.1:$(port_of billing) REPORTING_UPSTREAM=127.0.0.1:$(port_of reporting) \
+  BILLING_UPSTREAM=127.0.0.1:$(port_of billing) REPORTING_UPSTREAM="$(reporting_upstream)" \
     "$PY" -c 'import os, string, sys; sys.stdout.write(string.Template(sys.stdin.read()).safe_substitute(os.environ))' \
     <deploy/nginx/tarjotin.conf.template >"$RUN/nginx/tarjotin.conf"
   cat >"$RUN/nginx/nginx.conf" <<CONF
@@ -140,14 +160,19 @@ start_gateway() {
   echo $! >"$pf"
 }
 
-wait_ready() {
-  "$PY" - "$GATEWAY_PORT" "${SERVICES[@]}" <<'PYEOF'
+wait_ready() {  # every service through the gateway, and each reporting reader on its own port
+  local i urls=()
+  for ((i = 1; i <= READERS; i++)); do urls+=("reporting reader$i=http://127.0.0.1:$(reader_port "$i")/ready"); done
+  "$PY" - "$GATEWAY_PORT" "${SERVICES[@]}" -- "${urls[@]}" <<'PYEOF'
 import json, sys, time, urllib.request
-port, services = sys.argv[1], sys.argv[2:]
+args = sys.argv[1:]
+split = args.index("--")
+port, services, extra = args[0], args[1:split], args[split + 1:]
 prefix = {"catalogue": "catalogue", "enrolment": "enrolments", "billing": "billing", "reporting": "reports"}
+checks = [(s, f"http://127.0.0.1:{port}/api/{prefix[s]}/ready") for s in services]
+checks += [tuple(item.split("=", 1)) for item in extra]
 deadline = time.time() + 90
-for s in services:
-    url = f"http://127.0.0.1:{port}/api/{prefix[s]}/ready"
+for name, url in checks:
     while True:
         try:
             with urllib.request.urlopen(url, timeout=2) as r:
@@ -156,7 +181,7 @@ for s in services:
         except Exception:
             pass
         if time.time() > deadline:
-            sys.exit(f"tarjotin: {s} not ready at {url} after 90 s; see the logs under the run directory")
+            sys.exit(f"tarjotin: {name} not ready at {url} after 90 s; see the logs under the run directory")
         time.sleep(0.3)
 PYEOF
 }
@@ -178,6 +203,8 @@ up() {
   # Workers first: they declare their queues, so nothing published is unroutable.
   for s in "${SERVICES[@]}"; do start_one "$s" worker; done
   if [ "$PROCESSES" = split ]; then for s in "${SERVICES[@]}"; do start_one "$s" api; done; fi
+  local i
+  for ((i = 1; i <= READERS; i++)); do start_one reporting "reader$i"; done
   start_gateway
   wait_ready || { status; exit 1; }
   if [ "${TARJOTIN_DEMO:-1}" = 1 ]; then
@@ -187,7 +214,7 @@ up() {
   fi
   cat <<MSG
 
-Tarjotin is running ($DB databases, $PROCESSES processes, logs in $LOG):
+Tarjotin is running ($DB databases, $PROCESSES processes, $READERS read-only reporting API process(es), logs in $LOG):
   Gateway and API index   http://127.0.0.1:$GATEWAY_PORT/docs
   Catalogue               http://127.0.0.1:$GATEWAY_PORT/api/catalogue/offerings
   Enrolments              http://127.0.0.1:$GATEWAY_PORT/api/enrolments

@@ -51,7 +51,9 @@ def driver_connect_args(engine: AsyncEngine) -> dict[str, Any]:
 
 
 @functools.cache
-def make_engine(url: str, *, pool_size: int = 10, pg_settings: tuple[tuple[str, str], ...] = ()) -> AsyncEngine:
+def make_engine(
+    url: str, *, pool_size: int = 10, pg_settings: tuple[tuple[str, str], ...] = (), read_only: bool = False
+) -> AsyncEngine:
     """One engine per database per process (cached, so the API and worker of a combined process share it).
 
     SQLite: a single connection (one writer), every transaction `BEGIN IMMEDIATE`, statements run on
@@ -60,8 +62,15 @@ def make_engine(url: str, *, pool_size: int = 10, pg_settings: tuple[tuple[str, 
     replaced instead (`_replace_closed`); `pg_settings` are the server settings of every connection
     (sent as it opens: no round trip). Both: requests waiting for a connection get one in the order
     they asked (`shared.pool.FairAsyncPool`).
+
+    `read_only`: for a process that only reads (the reporting API's extra processes, decision 004).
+    SQLite transactions then begin deferred (`BEGIN`): in WAL mode a reader neither takes nor waits for
+    the write lock, so it runs beside the writer process, and its snapshot starts at its first read.
+    `PRAGMA query_only` (SQLite) or `default_transaction_read_only` (PostgreSQL) refuses any write.
     """
     if not is_sqlite(url):
+        if read_only:
+            pg_settings = (*pg_settings, ("default_transaction_read_only", "on"))
         # No overflow: a connection opened above the pool's size is closed again as soon as it is returned,
         # and under a rush that meant a new server process (fork, catalogue cache, SQLAlchemy's type
         # queries) every few requests: the postmaster alone took 0.1 core. Requests beyond `pool_size`
@@ -103,15 +112,17 @@ def make_engine(url: str, *, pool_size: int = 10, pg_settings: tuple[tuple[str, 
         cursor = dbapi_connection.cursor()
         for pragma in SQLITE_PRAGMAS:
             cursor.execute(pragma)
+        if read_only:
+            cursor.execute("PRAGMA query_only=ON")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:
         driver = conn.connection.driver_connection
         if isinstance(driver, _InlineSqlite):
-            driver.begin_immediate()  # on this thread: no statement context, no hop through the greenlet bridge
+            driver.begin(immediate=not read_only)  # on this thread: no statement context, no greenlet hop
         else:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
 
@@ -246,8 +257,8 @@ class _InlineSqlite:
         """The `sqlite3` connection itself (`shared.direct` runs the hottest statements on it)."""
         return self._conn
 
-    def begin_immediate(self) -> None:
-        self._conn.execute("BEGIN IMMEDIATE")
+    def begin(self, *, immediate: bool) -> None:
+        self._conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     def end_leftover(self) -> None:
         connection = self._connection

@@ -22,9 +22,11 @@ PREFIX = "/api/reports"
 
 
 def build_api(settings: Settings) -> FastAPI:
+    """The reports API. It only reads, so with `database_read_only` it can run as extra processes beside
+    the one that also runs the worker (SQLite: deferred read transactions, decision 004)."""
     return make_api(
         settings,
-        make_engine(settings.database_url),
+        make_engine(settings.database_url, read_only=settings.database_read_only),
         router,
         prefix=PREFIX,
         title="Tarjotin reports",
@@ -37,6 +39,11 @@ def build_worker(settings: Settings, engine: AsyncEngine | None = None) -> list[
 
     `engine`: the API's, when both run in one process (`python -m services.reporting all`).
     """
+    if settings.database_read_only:
+        raise SystemExit(
+            "TARJOTIN_REPORTING_DATABASE_READ_ONLY is for API-only processes (`python -m services.reporting api`): "
+            "the worker writes the read models. Unset it for `worker` and `all`."
+        )
     engine = engine or make_engine(settings.database_url)
     loops = make_worker(settings, engine, outbox=None, inbox=inbox, subscriptions=SUBSCRIPTIONS)
     return [_after_rebuild_check(engine, loop) for loop in loops]

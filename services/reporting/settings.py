@@ -14,3 +14,6 @@ class Settings(ServiceSettings):
     # Reporting is at the end of every chain (no one waits on it): let batches fill for a moment. Four events
     # per enrolment arrive from two producers; 5 ms took its batches from ~4 to ~7 events and its CPU ~15 % down.
     consumer_linger_ms: float = Field(default=5, ge=0, le=1000, validation_alias="TARJOTIN_CONSUMER_LINGER_MS")
+    # An API-only process that never writes (`python -m services.reporting api`): on SQLite its transactions
+    # begin deferred and so run beside the writer process; writes are refused (shared.db.make_engine).
+    database_read_only: bool = False

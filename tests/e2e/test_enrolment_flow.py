@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from decimal import Decimal
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.support.auth import ADMIN
 from tests.support.system import Network, System, eventually
 
 pytestmark = pytest.mark.e2e
@@ -170,3 +172,41 @@ async def test_a_service_keeps_an_idle_connection_open_longer_than_the_gateway_d
         assert await _exchange(reader, writer, "/api/enrolments/health") == 200
     finally:
         writer.close()
+
+
+async def test_reports_go_by_url_to_the_reporting_process_or_its_read_only_reader(system: System) -> None:
+    """On SQLite reporting runs a read-only API process beside its writer (decision 004): the gateway sends
+    each report URL always to the same one of them, both serve, and they answer alike. On PostgreSQL
+    there is one reporting API process (`TARJOTIN_REPORTING_READERS` defaults to 0 there)."""
+    years = ("2024-2025", "2025-2026", "2026-2027")
+    paths = [f"/api/reports/{kind}?academic_year={year}" for kind in ("participants", "completions") for year in years]
+    paths += [f"/api/reports/completions?academic_year={year}&group_by=provider" for year in years]
+    paths += [
+        f"/api/reports/supply-demand?academic_year={year}&group_by={group}"
+        for year in years
+        for group in ("subject", "level")
+    ]
+    paths += [f"/api/reports/billing?academic_year={year}" for year in years]
+    paths += [f"/api/reports/participants?academic_year={year}&group_by=home_institution" for year in years]
+    # 21 URLs: all of them landing on one of two processes by chance is a one-in-a-million event.
+    async with system.client() as client:
+        for _ in range(2):
+            for path in paths:
+                response = await client.get(path)
+                assert response.status_code == 200, response.text
+    served_by: dict[str, set[str]] = {}
+    for line in (system.log_dir / "gateway-access.log").read_text().splitlines():
+        entry = json.loads(line)
+        if entry["uri"] in paths:
+            served_by.setdefault(entry["uri"], set()).add(entry["upstream"])
+    assert set(served_by) == set(paths)
+    assert all(len(upstreams) == 1 for upstreams in served_by.values()), served_by  # a URL: one process
+    writer = f"127.0.0.1:{system.gateway_port + 4}"
+    reader = f"127.0.0.1:{system.gateway_port + 6}"
+    used = set().union(*served_by.values())
+    assert used == ({writer, reader} if system.db == "sqlite" else {writer})
+    if system.db == "sqlite":
+        path = paths[0]
+        async with httpx.AsyncClient(timeout=30, headers=ADMIN) as direct:
+            answers = [(await direct.get(f"http://{host}{path}")).json() for host in (writer, reader)]
+        assert answers[0] == answers[1]

@@ -140,3 +140,23 @@ async def test_a_connection_handed_over_as_the_wait_times_out_is_kept() -> None:
     queue.put_nowait("connection")  # handed over before the timeout runs
     assert await waiting == "connection"
     assert queue.qsize() == 0
+
+
+async def test_a_read_only_engine_reads_and_refuses_writes(db_kind: str, tmp_path: Path) -> None:
+    """`make_engine(read_only=True)`, as the reporting API's extra processes use it, on both databases."""
+    async with database(db_kind, tmp_path, "readonly") as url:
+        async with make_engine(url).begin() as conn:
+            await conn.execute(sa.text("CREATE TABLE notes (id INTEGER PRIMARY KEY)"))
+            await conn.execute(sa.text("INSERT INTO notes (id) VALUES (1)"))
+        reader = make_engine(url, read_only=True)
+        try:
+            async with reader.connect() as conn:
+                assert (await conn.execute(sa.text("SELECT id FROM notes"))).scalars().all() == [1]
+            with pytest.raises(sa_exc.DBAPIError, match=r"read-only|readonly"):
+                async with reader.begin() as conn:
+                    await conn.execute(sa.text("INSERT INTO notes (id) VALUES (2)"))
+        finally:
+            await reader.dispose()
+        async with make_engine(url).connect() as conn:
+            assert (await conn.execute(sa.text("SELECT count(*) FROM notes"))).scalar_one() == 1
+        await make_engine(url).dispose()

@@ -11,9 +11,11 @@ from typing import Any
 import httpx
 import openpyxl  # type: ignore[import-untyped]
 import pytest
+import sqlalchemy as sa
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.reporting.app import build_api
+from services.reporting.app import build_api, build_worker
 from services.reporting.export import XLSX
 from services.reporting.settings import Settings
 from shared.events import LocalizedText
@@ -180,3 +182,34 @@ async def test_follow_up_of_an_institution_reporting_never_heard_of_is_not_found
     response = await client.get("/follow-up/no-such-school")
     assert response.status_code == 404
     assert "no-such-school" in response.json()["detail"]
+
+
+async def test_a_read_only_api_process_answers_as_the_writers_does(
+    engine: AsyncEngine, client: httpx.AsyncClient
+) -> None:
+    """The extra reporting API processes (`TARJOTIN_REPORTING_DATABASE_READ_ONLY`, decision 004) on their own
+    read-only engine: the same answers, and their engine cannot write."""
+    url = engine.url.render_as_string(hide_password=False)
+    app = build_api(Settings(database_url=url, database_read_only=True))
+    reader_engine = app.state.engine
+    assert reader_engine is not engine
+    try:
+        async with client_of(app, "/api/reports") as reader:
+            for path in ("/participants", "/completions", "/billing", "/supply-demand", "/follow-up/kao"):
+                params = {"academic_year": YEAR}
+                mine, theirs = await reader.get(path, params=params), await client.get(path, params=params)
+                assert mine.status_code == 200, mine.text
+                assert mine.json() == theirs.json()
+        with pytest.raises(DBAPIError, match=r"read-only|readonly"):
+            async with reader_engine.begin() as conn:
+                await conn.execute(sa.text("UPDATE read_model_generation SET generation = generation + 1"))
+    finally:
+        await reader_engine.dispose()
+
+
+def test_a_read_only_process_refuses_to_run_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TARJOTIN_REPORTING_DATABASE_READ_ONLY", "true")
+    settings = Settings(database_url="sqlite+aiosqlite:///unused.db")
+    assert settings.database_read_only
+    with pytest.raises(SystemExit, match=r"API-only processes"):
+        build_worker(settings)

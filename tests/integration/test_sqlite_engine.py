@@ -1,4 +1,5 @@
-"""The SQLite engine of `shared.db.make_engine`: one writer connection on the loop, BEGIN IMMEDIATE, no leftovers."""
+"""The SQLite engine of `shared.db.make_engine`: one writer connection on the loop, BEGIN IMMEDIATE, no leftovers;
+and the read-only engine of a process that only reads (deferred BEGIN, writes refused)."""
 
 from __future__ import annotations
 
@@ -65,10 +66,41 @@ async def test_a_transaction_left_open_behind_sqlalchemy_is_rolled_back_when_the
         raw = await conn.get_raw_connection()
         driver = raw.driver_connection
         assert driver is not None
-        driver.begin_immediate()
+        driver.begin(immediate=True)
         driver._conn.execute("INSERT INTO notes (id) VALUES (7)")
     async with engine.begin() as conn:  # would fail: "cannot start a transaction within a transaction"
         await conn.execute(NOTES.insert(), [{"id": 8}])
     assert await _count(url) == 1
     async with engine.connect() as conn:
         assert (await conn.execute(sa.select(NOTES.c.id))).scalars().all() == [8]
+
+
+async def test_a_read_only_engine_reads_beside_the_writer_without_taking_its_lock(url: str) -> None:
+    """The reporting API's extra processes: their reads neither hold nor wait for the write lock, and a
+    new transaction sees what the writer committed meanwhile."""
+    reader = make_engine(url, read_only=True)
+    assert reader is not make_engine(url)  # its own connection, not the writer's
+    path = url.split("///", 1)[1]
+    async with reader.connect() as conn:
+        assert (await conn.execute(sa.select(NOTES.c.id))).all() == []  # inside a transaction that has read
+        writer = sqlite3.connect(path, timeout=0.05, isolation_level=None)
+        try:
+            writer.execute("BEGIN IMMEDIATE")  # would raise "database is locked" under BEGIN IMMEDIATE
+            writer.execute("INSERT INTO notes (id) VALUES (1)")
+            writer.execute("COMMIT")
+        finally:
+            writer.close()
+        # The same transaction keeps its snapshot; the next one sees the commit.
+        assert (await conn.execute(sa.select(NOTES.c.id))).all() == []
+        await conn.rollback()
+        assert (await conn.execute(sa.select(NOTES.c.id))).scalars().all() == [1]
+    await reader.dispose()
+
+
+async def test_a_read_only_engine_refuses_writes(url: str) -> None:
+    reader = make_engine(url, read_only=True)
+    with pytest.raises(sa.exc.OperationalError, match=r"readonly|read-only|query_only"):
+        async with reader.begin() as conn:
+            await conn.execute(NOTES.insert(), [{"id": 1}])
+    await reader.dispose()
+    assert await _count(url) == 0

@@ -24,7 +24,7 @@ def _ephemeral_low() -> int:
         return 32768
 
 
-def free_port_block(size: int = 6) -> int:
+def free_port_block(size: int = 10) -> int:
     """A base port whose `size` ports (base … base + size − 1) are free, below the ephemeral range.
 
     Services bind their ports seconds after this check (migrations run first). A port from the ephemeral
@@ -57,7 +57,7 @@ class System:
         self.db = db
         self.bus = BusNamespace()
         self.pg_prefix = f"test_e2e_{short_id()}"
-        base = free_port_block()  # the gateway on base, services on base+1 … base+4, the token issuer on base+5
+        base = free_port_block()  # gateway on base, services +1 … +4, token issuer +5, reporting readers +6 …
         self.gateway_port = base
         self.env = {
             **os.environ,
