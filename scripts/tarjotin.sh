@@ -11,9 +11,9 @@
 #   TARJOTIN_DEMO (1: load demo data)  TARJOTIN_EXCHANGE, TARJOTIN_QUEUE_PREFIX (bus namespace)
 #   TARJOTIN_PROCESSES (combined: API + worker in one process per service, the default on SQLite;
 #                       split: separate api and worker processes, the default on PostgreSQL)
-#   TARJOTIN_REPORTING_READERS (1 on SQLite, 0 on PostgreSQL): extra read-only reporting API processes
-#                       (reader1, reader2, ... on ports base+6, +7, ...); the gateway sends each report URL
-#                       always to the same one of them, so each answer is computed and cached once
+#   TARJOTIN_REPORTING_READERS (0): extra read-only reporting API processes (reader1, reader2, ... on ports
+#                       base+6, +7, ...) beside reporting's own; the gateway sends each report URL always to
+#                       the same one of them, so each answer is computed and cached once (decision 004)
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -31,7 +31,7 @@ ISSUER_PORT=$((PORT_BASE + 5))
 export TARJOTIN_DEV_ISSUER_URL="http://127.0.0.1:$ISSUER_PORT"
 if [ "$DB" = sqlite ]; then PROCESSES=${TARJOTIN_PROCESSES:-combined}; else PROCESSES=${TARJOTIN_PROCESSES:-split}; fi
 [[ $PROCESSES == combined || $PROCESSES == split ]] || { echo "TARJOTIN_PROCESSES must be combined or split" >&2; exit 2; }
-if [ "$DB" = sqlite ]; then READERS=${TARJOTIN_REPORTING_READERS:-1}; else READERS=${TARJOTIN_REPORTING_READERS:-0}; fi
+READERS=${TARJOTIN_REPORTING_READERS:-0}
 [[ $READERS =~ ^[0-4]$ ]] || { echo "TARJOTIN_REPORTING_READERS must be a number from 0 to 4" >&2; exit 2; }
 role_of() {  # api|worker → the process that has that role; readerN stays itself
   if [[ $1 == reader* ]]; then echo "$1"; elif [ "$PROCESSES" = combined ]; then echo all; else echo "$1"; fi

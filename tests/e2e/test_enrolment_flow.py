@@ -175,9 +175,9 @@ async def test_a_service_keeps_an_idle_connection_open_longer_than_the_gateway_d
 
 
 async def test_reports_go_by_url_to_the_reporting_process_or_its_read_only_reader(system: System) -> None:
-    """On SQLite reporting runs a read-only API process beside its writer (decision 004): the gateway sends
-    each report URL always to the same one of them, both serve, and they answer alike. On PostgreSQL
-    there is one reporting API process (`TARJOTIN_REPORTING_READERS` defaults to 0 there)."""
+    """With a read-only reporting API process beside reporting's own (`TARJOTIN_REPORTING_READERS`, decision
+    004; the test system has one on SQLite), the gateway sends each report URL always to the same one of
+    them, both serve, and they answer alike. Without readers every report goes to reporting's process."""
     years = ("2024-2025", "2025-2026", "2026-2027")
     paths = [f"/api/reports/{kind}?academic_year={year}" for kind in ("participants", "completions") for year in years]
     paths += [f"/api/reports/completions?academic_year={year}&group_by=provider" for year in years]
@@ -202,11 +202,8 @@ async def test_reports_go_by_url_to_the_reporting_process_or_its_read_only_reade
     assert set(served_by) == set(paths)
     assert all(len(upstreams) == 1 for upstreams in served_by.values()), served_by  # a URL: one process
     writer = f"127.0.0.1:{system.gateway_port + 4}"
-    reader = f"127.0.0.1:{system.gateway_port + 6}"
-    used = set().union(*served_by.values())
-    assert used == ({writer, reader} if system.db == "sqlite" else {writer})
-    if system.db == "sqlite":
-        path = paths[0]
-        async with httpx.AsyncClient(timeout=30, headers=ADMIN) as direct:
-            answers = [(await direct.get(f"http://{host}{path}")).json() for host in (writer, reader)]
-        assert answers[0] == answers[1]
+    readers = [f"127.0.0.1:{system.gateway_port + 5 + i}" for i in range(1, system.readers + 1)]
+    assert set().union(*served_by.values()) == {writer, *readers}
+    async with httpx.AsyncClient(timeout=30, headers=ADMIN) as direct:
+        answers = [(await direct.get(f"http://{host}{paths[0]}")).json() for host in (writer, *readers)]
+    assert all(answer == answers[0] for answer in answers)

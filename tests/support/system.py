@@ -55,6 +55,7 @@ class System:
 
     def __init__(self, workdir: Path, db: str) -> None:
         self.db = db
+        self.readers = 1 if db == "sqlite" else 0
         self.bus = BusNamespace()
         self.pg_prefix = f"test_e2e_{short_id()}"
         base = free_port_block()  # gateway on base, services +1 … +4, token issuer +5, reporting readers +6 …
@@ -72,6 +73,9 @@ class System:
             "TARJOTIN_QUEUE_PREFIX": self.bus.prefix,
             "TARJOTIN_RETRY_DELAYS_MS": "200,500,1000",
             "TARJOTIN_DEMO": "0",
+            # On SQLite with one read-only reporting API process beside reporting's own (an option, off by
+            # default: decision 004), so that the end-to-end tests and the chaos test cover it too.
+            "TARJOTIN_REPORTING_READERS": str(self.readers),
         }
         # Verify through the development issuer's JWKS (serving the tests' key), as `make run` does.
         self.env.pop("TARJOTIN_AUTH_PUBLIC_KEY_FILE", None)
