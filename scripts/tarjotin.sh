@@ -212,9 +212,11 @@ up() {
     "$PY" scripts/demo.py --gateway "http://127.0.0.1:$GATEWAY_PORT" >>"$LOG/demo.log" 2>&1 \
       || die "loading demo data failed; see $LOG/demo.log"
   fi
+  local readers_note=""
+  [ "$READERS" = 0 ] || readers_note=", $READERS read-only reporting API process(es)"
   cat <<MSG
 
-Tarjotin is running ($DB databases, $PROCESSES processes, $READERS read-only reporting API process(es), logs in $LOG):
+Tarjotin is running ($DB databases, $PROCESSES processes$readers_note, logs in $LOG):
   Gateway and API index   http://127.0.0.1:$GATEWAY_PORT/docs
   Catalogue               http://127.0.0.1:$GATEWAY_PORT/api/catalogue/offerings
   Enrolments              http://127.0.0.1:$GATEWAY_PORT/api/enrolments
