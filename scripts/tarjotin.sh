@@ -76,6 +76,8 @@ start_one() {  # SERVICE ROLE (api | worker | readerN: the Nth read-only reporti
   command=$role
   if [[ $role == reader* ]]; then
     [[ $s == reporting && ${role#reader} =~ ^[1-9]$ ]] || die "readers are reporting's: reporting reader1, reader2, ..."
+    ((${role#reader} <= READERS)) \
+      || die "$role is not in the gateway's reporting upstream: TARJOTIN_REPORTING_READERS is $READERS (set it before up)"
     extra=("TARJOTIN_REPORTING_HTTP_PORT=$(reader_port "${role#reader}")" TARJOTIN_REPORTING_DATABASE_READ_ONLY=true)
     command=api
   fi

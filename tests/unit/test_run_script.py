@@ -1,0 +1,65 @@
+"""scripts/tarjotin.sh refuses a process the gateway would not know about, before starting anything.
+
+Starting the processes it accepts is what the end-to-end system does (tests/support/system.py runs `up` with
+one reporting reader and the chaos test restarts `reporting reader1`); these are the refusals.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_script(tmp_path: Path, readers: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "TARJOTIN_RUN_DIR": str(tmp_path / "run"),
+        "TARJOTIN_DATA_DIR": str(tmp_path / "data"),
+        "TARJOTIN_REPORTING_READERS": readers,
+    }
+    return subprocess.run(
+        ["bash", str(ROOT / "scripts" / "tarjotin.sh"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=30,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("readers", "reader", "message"),
+    [
+        ("0", "reader1", "TARJOTIN_REPORTING_READERS is 0"),
+        ("1", "reader2", "TARJOTIN_REPORTING_READERS is 1"),
+        ("4", "reader5", "TARJOTIN_REPORTING_READERS is 4"),
+    ],
+)
+def test_a_reader_beyond_the_configured_number_is_refused(
+    tmp_path: Path, readers: str, reader: str, message: str
+) -> None:
+    result = run_script(tmp_path, readers, "start", "reporting", reader)
+    assert result.returncode == 1, result.stderr
+    assert f"{reader} is not in the gateway's reporting upstream" in result.stderr
+    assert message in result.stderr
+    assert not (tmp_path / "run" / "pids").exists(), "nothing may be started"
+
+
+def test_readers_belong_to_reporting(tmp_path: Path) -> None:
+    result = run_script(tmp_path, "1", "start", "catalogue", "reader1")
+    assert result.returncode == 1
+    assert "readers are reporting's" in result.stderr
+    assert not (tmp_path / "run" / "pids").exists()
+
+
+@pytest.mark.parametrize("readers", ["x", "5", "-1", "1 2"])
+def test_the_number_of_readers_is_validated(tmp_path: Path, readers: str) -> None:
+    result = run_script(tmp_path, readers, "status")
+    assert result.returncode == 2
+    assert "TARJOTIN_REPORTING_READERS must be a number from 0 to 4" in result.stderr
