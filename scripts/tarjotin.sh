@@ -11,9 +11,10 @@
 #   TARJOTIN_DEMO (1: load demo data)  TARJOTIN_EXCHANGE, TARJOTIN_QUEUE_PREFIX (bus namespace)
 #   TARJOTIN_PROCESSES (combined: API + worker in one process per service, the default on SQLite;
 #                       split: separate api and worker processes, the default on PostgreSQL)
-#   TARJOTIN_REPORTING_READERS (0): extra read-only reporting API processes (reader1, reader2, ... on ports
-#                       base+6, +7, ...) beside reporting's own; the gateway sends each report URL always to
-#                       the same one of them, so each answer is computed and cached once (decision 004)
+#   TARJOTIN_REPORTING_READERS (1 on SQLite, 0 on PostgreSQL): extra read-only reporting API processes
+#                       (reader1, reader2, ... on ports base+6, +7, ...) beside reporting's own; the gateway
+#                       sends each report URL always to the same one of them, so each answer is computed and
+#                       cached once (decision 004)
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -31,7 +32,9 @@ ISSUER_PORT=$((PORT_BASE + 5))
 export TARJOTIN_DEV_ISSUER_URL="http://127.0.0.1:$ISSUER_PORT"
 if [ "$DB" = sqlite ]; then PROCESSES=${TARJOTIN_PROCESSES:-combined}; else PROCESSES=${TARJOTIN_PROCESSES:-split}; fi
 [[ $PROCESSES == combined || $PROCESSES == split ]] || { echo "TARJOTIN_PROCESSES must be combined or split" >&2; exit 2; }
-READERS=${TARJOTIN_REPORTING_READERS:-0}
+# SQLite runs a report's SQL in the API process, so one reader beside it halves the report queue; on
+# PostgreSQL the SQL runs in the database's own processes, and a reader only adds a process (decision 004).
+if [ "$DB" = sqlite ]; then READERS=${TARJOTIN_REPORTING_READERS:-1}; else READERS=${TARJOTIN_REPORTING_READERS:-0}; fi
 [[ $READERS =~ ^[0-4]$ ]] || { echo "TARJOTIN_REPORTING_READERS must be a number from 0 to 4" >&2; exit 2; }
 role_of() {  # api|worker → the process that has that role; readerN stays itself
   if [[ $1 == reader* ]]; then echo "$1"; elif [ "$PROCESSES" = combined ]; then echo all; else echo "$1"; fi
@@ -80,6 +83,8 @@ start_one() {  # SERVICE ROLE (api | worker | readerN: the Nth read-only reporti
       || die "$role is not in the gateway's reporting upstream: TARJOTIN_REPORTING_READERS is $READERS (set it before up)"
     extra=("TARJOTIN_REPORTING_HTTP_PORT=$(reader_port "${role#reader}")" TARJOTIN_REPORTING_DATABASE_READ_ONLY=true)
     command=api
+  elif [[ $s == reporting && $role == api ]]; then
+    extra=(TARJOTIN_REPORTING_DATABASE_READ_ONLY=true)  # the reports API apart from its worker only reads
   fi
   pf=$(pidfile "$s" "$role")
   alive "$pf" && { say "$s $role already running (pid $(cat "$pf"))"; return 0; }
@@ -268,5 +273,5 @@ case "${1:-}" in
   start) start_one "$2" "$3" ;;
   stop) stop_one "$2" "$3" ;;
   kill) stop_one "$2" "$3" KILL ;;
-  *) sed -n '2,12p' "$0"; exit 2 ;;
+  *) awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0"; exit 2 ;;  # the header comment: usage and settings
 esac

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -207,3 +208,18 @@ async def test_reports_go_by_url_to_the_reporting_process_or_its_read_only_reade
     async with httpx.AsyncClient(timeout=30, headers=ADMIN) as direct:
         answers = [(await direct.get(f"http://{host}{paths[0]}")).json() for host in (writer, *readers)]
     assert all(answer == answers[0] for answer in answers)
+
+
+def test_only_the_reporting_process_with_the_worker_may_write(system: System) -> None:
+    """Reporting's API processes that run apart from its worker (the `api` of split processes, the readers)
+    get the read-only engine; the process that runs the worker (`worker`, or `all` on SQLite) never does."""
+    flag = b"TARJOTIN_REPORTING_DATABASE_READ_ONLY=true"
+    read_only: dict[str, bool] = {}
+    for pidfile in (system.log_dir.parent / "pids").glob("reporting-*.pid"):
+        environ = Path(f"/proc/{pidfile.read_text().strip()}/environ").read_bytes().split(b"\0")
+        read_only[pidfile.stem.removeprefix("reporting-")] = flag in environ
+    writer = "all" if system.db == "sqlite" else "worker"
+    expected = {writer: False, **{f"reader{i}": True for i in range(1, system.readers + 1)}}
+    if system.db == "postgres":
+        expected["api"] = True
+    assert read_only == expected

@@ -55,7 +55,7 @@ class System:
 
     def __init__(self, workdir: Path, db: str) -> None:
         self.db = db
-        self.readers = 1 if db == "sqlite" else 0
+        self.readers = 1 if db == "sqlite" else 0  # scripts/tarjotin.sh's default
         self.bus = BusNamespace()
         self.pg_prefix = f"test_e2e_{short_id()}"
         base = free_port_block()  # gateway on base, services +1 … +4, token issuer +5, reporting readers +6 …
@@ -73,10 +73,11 @@ class System:
             "TARJOTIN_QUEUE_PREFIX": self.bus.prefix,
             "TARJOTIN_RETRY_DELAYS_MS": "200,500,1000",
             "TARJOTIN_DEMO": "0",
-            # On SQLite with one read-only reporting API process beside reporting's own (an option, off by
-            # default: decision 004), so that the end-to-end tests and the chaos test cover it too.
-            "TARJOTIN_REPORTING_READERS": str(self.readers),
         }
+        # The default number of read-only reporting API processes, as `make run` has it (decision 004): one
+        # beside reporting's own on SQLite, so the end-to-end tests and the chaos test cover it; none on
+        # PostgreSQL.
+        self.env.pop("TARJOTIN_REPORTING_READERS", None)
         # Verify through the development issuer's JWKS (serving the tests' key), as `make run` does.
         self.env.pop("TARJOTIN_AUTH_PUBLIC_KEY_FILE", None)
         self.url = f"http://127.0.0.1:{self.gateway_port}"

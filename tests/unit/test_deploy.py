@@ -77,9 +77,12 @@ def test_compose_shares_the_service_settings_through_extension_fields() -> None:
     text = (ROOT / "docker-compose.yml").read_text(encoding="utf-8")
     compose = yaml.safe_load(text)
     assert "x-tarjotin-env" in compose
-    assert text.count("*tarjotin-env") == 1, "the env block is written once and merged in"
-    app_envs = [compose["services"][f"{n}-{r}"]["environment"] for n in SERVICES for r in ("migrate", "api", "worker")]
-    assert all(env == compose["x-tarjotin-env"] for env in app_envs)
+    assert text.count("&tarjotin-env") == 1, "the env block is written once and merged in"
+    for name in (f"{n}-{r}" for n in SERVICES for r in ("migrate", "api", "worker")):
+        env = dict(compose["services"][name]["environment"])
+        if name == "reporting-api":  # the one addition: test_the_reports_api_alone_is_read_only
+            assert env.pop("TARJOTIN_REPORTING_DATABASE_READ_ONLY") == "true"
+        assert env == compose["x-tarjotin-env"], name
 
 
 def env_file(path: Path) -> dict[str, str]:
@@ -123,6 +126,35 @@ def test_deployment_env_loads_into_the_service_settings(name: str, where: str, m
     assert settings.database_url.endswith(f"/{name}")
     assert settings.amqp_url.startswith("amqp://")
     assert (settings.exchange, settings.queue_prefix) == ("tarjotin.events", "tarjotin")
+
+
+@pytest.mark.parametrize("where", ["compose", "k8s"])
+def test_the_reports_api_alone_is_read_only(where: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reporting API containers get a read-only database engine (decision 004); the worker, the one
+    writer, must not (it refuses to start with it), so the flag is never in the shared settings."""
+    if where == "compose":
+        api, worker = compose_env("reporting", "api"), compose_env("reporting", "worker")
+    else:
+        containers = {
+            obj["metadata"]["name"]: obj["spec"]["template"]["spec"]["containers"][0]
+            for obj in k8s_objects()
+            if obj["kind"] == "Deployment"
+        }
+        assert "TARJOTIN_REPORTING_DATABASE_READ_ONLY" not in k8s_env()
+        own = {name: {e["name"]: e["value"] for e in c.get("env", [])} for name, c in containers.items()}
+        assert all("TARJOTIN_REPORTING_DATABASE_READ_ONLY" not in env for n, env in own.items() if n != "reporting-api")
+        api, worker = k8s_env() | own["reporting-api"], k8s_env() | own["reporting-worker"]
+    settings = importlib.import_module("services.reporting.settings").Settings
+    for key in list(os.environ):
+        if key.startswith("TARJOTIN_"):
+            monkeypatch.delenv(key)
+    for key, value in api.items():
+        monkeypatch.setenv(key, value)
+    assert settings().database_read_only
+    monkeypatch.delenv("TARJOTIN_REPORTING_DATABASE_READ_ONLY")
+    for key, value in worker.items():
+        monkeypatch.setenv(key, value)
+    assert not settings().database_read_only
 
 
 def test_every_k8s_deployment_has_probes_and_resource_limits() -> None:

@@ -15,13 +15,16 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_script(tmp_path: Path, readers: str, *args: str) -> subprocess.CompletedProcess[str]:
+def run_script(tmp_path: Path, readers: str | None, *args: str, db: str = "sqlite") -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
         "TARJOTIN_RUN_DIR": str(tmp_path / "run"),
         "TARJOTIN_DATA_DIR": str(tmp_path / "data"),
-        "TARJOTIN_REPORTING_READERS": readers,
+        "TARJOTIN_DB": db,
+        "TARJOTIN_REPORTING_READERS": readers or "",
     }
+    if readers is None:
+        del env["TARJOTIN_REPORTING_READERS"]
     return subprocess.run(
         ["bash", str(ROOT / "scripts" / "tarjotin.sh"), *args],
         env=env,
@@ -49,6 +52,17 @@ def test_a_reader_beyond_the_configured_number_is_refused(
     assert f"{reader} is not in the gateway's reporting upstream" in result.stderr
     assert message in result.stderr
     assert not (tmp_path / "run" / "pids").exists(), "nothing may be started"
+
+
+@pytest.mark.parametrize(("db", "default"), [("sqlite", 1), ("postgres", 0)])
+def test_the_default_number_of_readers_depends_on_the_database(tmp_path: Path, db: str, default: int) -> None:
+    """One reader on SQLite (reports' SQL runs in the API process), none on PostgreSQL (decision 004)."""
+    reader = f"reader{default + 1}"
+    result = run_script(tmp_path, None, "start", "reporting", reader, db=db)
+    assert result.returncode == 1, result.stderr
+    assert (
+        f"{reader} is not in the gateway's reporting upstream: TARJOTIN_REPORTING_READERS is {default}" in result.stderr
+    )
 
 
 def test_readers_belong_to_reporting(tmp_path: Path) -> None:
