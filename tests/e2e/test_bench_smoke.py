@@ -72,3 +72,30 @@ def test_the_benchmark_runs_end_to_end_and_reports_ratios_to_the_floor(tmp_path:
         assert all(endpoint["p99_ms"] > 0 for endpoint in size["endpoints"].values())
     assert set(reports["p99_ratio_largest_to_smallest"]) >= {"participants", "follow-up", "overall"}
     assert "first of each filter set" in done.stdout and "reports, 2,000 enrolments" in done.stdout
+
+
+def test_the_toggle_bench_runs_with_a_process_killed_and_alive_in_one_system() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.toggle", "reporting", "reader1", "--runs", "2", "--n", "40"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-2000:]
+    *rows, means = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [row["process"] for row in rows] == ["killed", "alive"]
+    assert all(row["completed"] == row["accepted"] == 40 and row["e2e_per_s"] > 0 for row in rows)
+    assert "reporting-reader1" not in rows[0]["cpu_s"]  # killed: not measured
+    assert set(means) == {"killed", "alive"} and all(rate > 0 for rate in means.values())
+
+
+def test_the_toggle_bench_refuses_a_process_the_system_does_not_have() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.toggle", "reporting", "reader3", "--runs", "2", "--n", "10"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 1 and "reporting reader3 is not one of this system's processes" in done.stderr

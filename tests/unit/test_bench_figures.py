@@ -11,6 +11,7 @@ import pytest
 from bench.drive import collector_paused
 from bench.run import REPEAT_FIGURES, median_run, system_runs, table
 from bench.system import busy_share
+from bench.toggle import order
 
 
 def _run(p99: float, tag: str) -> dict[str, Any]:
@@ -69,3 +70,9 @@ def test_the_driver_does_not_collect_garbage_while_it_times_requests_and_collect
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_the_toggle_alternates_in_pairs_so_a_drift_favours_neither_state() -> None:
+    assert order(2) == ["killed", "alive"]
+    assert order(8) == ["killed", "alive", "alive", "killed", "killed", "alive", "alive", "killed"]
+    assert order(12).count("killed") == order(12).count("alive") == 6
