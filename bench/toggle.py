@@ -51,7 +51,7 @@ async def toggle(db: str, service: str, role: str, runs: int, n: int, concurrenc
                 if wanted != state:
                     system.script("kill" if wanted == "killed" else "start", service, role)
                     state = wanted
-                await asyncio.sleep(2.0)  # a started process is ready (tarjotin.sh waits only in `up`)
+                await asyncio.sleep(2.0)  # time for a started process to be ready (`up` alone waits for /ready)
                 run = await measure_system(system, home, offerings, n, concurrency, 0, f"toggle{i}")
                 row = {
                     "run": i + 1,

@@ -74,14 +74,14 @@ def test_the_benchmark_runs_end_to_end_and_reports_ratios_to_the_floor(tmp_path:
     assert "first of each filter set" in done.stdout and "reports, 2,000 enrolments" in done.stdout
 
 
-def test_the_toggle_bench_runs_with_a_process_killed_and_alive_in_one_system() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.toggle", "reporting", "reader1", "--runs", "2", "--n", "40"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
+def run_toggle(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bench.toggle", *args], cwd=ROOT, capture_output=True, text=True, timeout=600
     )
+
+
+def test_the_toggle_bench_runs_with_a_process_killed_and_alive_in_one_system() -> None:
+    done = run_toggle("reporting", "reader1", "--runs", "2", "--n", "40")
     assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-2000:]
     *rows, means = [json.loads(line) for line in done.stdout.splitlines()]
     assert [row["process"] for row in rows] == ["killed", "alive"]
@@ -91,11 +91,5 @@ def test_the_toggle_bench_runs_with_a_process_killed_and_alive_in_one_system() -
 
 
 def test_the_toggle_bench_refuses_a_process_the_system_does_not_have() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.toggle", "reporting", "reader3", "--runs", "2", "--n", "10"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = run_toggle("reporting", "reader3", "--runs", "2", "--n", "10")
     assert done.returncode == 1 and "reporting reader3 is not one of this system's processes" in done.stderr
