@@ -81,11 +81,11 @@ start_one() {  # SERVICE ROLE (api | worker | readerN: the Nth read-only reporti
     [[ $s == reporting && ${role#reader} =~ ^[1-9]$ ]] || die "readers are reporting's: reporting reader1, reader2, ..."
     ((${role#reader} <= READERS)) \
       || die "$role is not in the gateway's reporting upstream: TARJOTIN_REPORTING_READERS is $READERS (set it before up)"
-    extra=("TARJOTIN_REPORTING_HTTP_PORT=$(reader_port "${role#reader}")" TARJOTIN_REPORTING_DATABASE_READ_ONLY=true)
+    extra=("TARJOTIN_REPORTING_HTTP_PORT=$(reader_port "${role#reader}")")
     command=api
-  elif [[ $s == reporting && $role == api ]]; then
-    extra=(TARJOTIN_REPORTING_DATABASE_READ_ONLY=true)  # the reports API apart from its worker only reads
   fi
+  # Every reporting process that runs the API without the worker only reads (decision 004).
+  if [[ $s == reporting && $command == api ]]; then extra+=(TARJOTIN_REPORTING_DATABASE_READ_ONLY=true); fi
   pf=$(pidfile "$s" "$role")
   alive "$pf" && { say "$s $role already running (pid $(cat "$pf"))"; return 0; }
   mkdir -p "$RUN/pids" "$LOG" "$RUN/metrics/$s"
