@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.reporting import views
+from services.reporting import tables, views
 from services.reporting.consumers import SUBSCRIPTIONS
 from shared.db import make_engine
 from shared.errors import NotFound
@@ -464,6 +464,49 @@ async def test_completions_rate_and_credits_per_grouping(engine: AsyncEngine) ->
     years = by(per_year.body["items"], "academic_year")
     assert years["2027-2028"]["enrolments"] == 1 and years["2027-2028"]["completion_rate"] is None
     assert per_year.body["totals"]["completion_rate"] == "0.3333"
+
+
+async def test_completions_read_one_row_groups_as_they_are_with_the_figures_grouping_gives(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where each group is one counter row (per offering; per home institution with the year and provider
+    fixed) the report reads the rows without grouping them: the same answer, page by page, as grouping."""
+    network = scenario()
+    network.publish("O5", "kao", "Optiikka", "physics", seats=4, minimum=1, start=date(2026, 11, 2))  # nobody
+    await feed(engine, network.events)
+    cases = [
+        ("offering", views.Filters(academic_year=YEAR)),
+        ("offering", views.Filters()),
+        ("offering", views.Filters(academic_year=YEAR, home_institution="kao")),
+        ("offering", views.Filters(provider="sakky")),
+        ("home_institution", views.Filters(academic_year=YEAR, provider="sakky")),
+        ("provider", views.Filters(academic_year=YEAR, home_institution="edupoli")),
+    ]
+    pages = (ALL, Page(page=1, page_size=1), Page(page=2, page_size=1), Page(page=9, page_size=1))
+
+    async def answers() -> list[Any]:
+        async with engine.connect() as conn:
+            return [(await views.completions(conn, f, group, page)).body for group, f in cases for page in pages]
+
+    taken = []
+    real = views._one_row_per_key
+    monkeypatch.setattr(views, "_one_row_per_key", lambda *a: taken.append(real(*a)) or taken[-1])
+    read = await answers()
+    assert all(taken) and len(taken) == len(cases) * len(pages)
+    monkeypatch.setattr(views, "_one_row_per_key", lambda *a: False)
+    assert read == await answers()
+    assert read[0]["items"] and read[0]["totals"]["enrolments"] > 0
+    assert "O5" not in {item["offering_id"] for item in read[0]["items"]}  # no enrolment: not a completion line
+
+
+def test_only_a_counter_table_keyed_by_the_group_alone_is_read_without_grouping() -> None:
+    year = views.Filters(academic_year=YEAR)
+    assert views._one_row_per_key(tables.offering_counts, "offering_id", views.Filters())
+    assert not views._one_row_per_key(tables.offering_home_counts, "offering_id", year)
+    assert views._one_row_per_key(tables.offering_home_counts, "offering_id", views.Filters(home_institution="kao"))
+    assert not views._one_row_per_key(tables.home_provider_counts, "home_institution_id", year)
+    scoped = views._counter_source(offering=True, home=False, scope="kao")
+    assert not views._one_row_per_key(scoped, "offering_id", year)
 
 
 async def test_billing_per_institution_as_provider_and_as_home_to_the_cent(engine: AsyncEngine) -> None:
