@@ -48,10 +48,14 @@ async def toggle(db: str, service: str, role: str, runs: int, n: int, concurrenc
             await measure_system(system, home, offerings, min(50, n), 8, 0, "warm")
             state, results = "alive", []
             for i, wanted in enumerate(order(runs)):
-                if wanted != state:
-                    system.script("kill" if wanted == "killed" else "start", service, role)
-                    state = wanted
-                await asyncio.sleep(2.0)  # time for a started process to be ready (`up` alone waits for /ready)
+                if wanted == "killed" and state == "alive":
+                    system.script("kill", service, role)
+                elif wanted == "alive" and state == "killed" and role == "worker":
+                    system.script("start", service, role)
+                    await asyncio.sleep(2.0)  # a worker has no /ready: time to connect and consume
+                elif wanted == "alive" and state == "killed":
+                    system.script("start", service, role, "--wait")  # returns when it answers /ready
+                state = wanted
                 run = await measure_system(system, home, offerings, n, concurrency, 0, f"toggle{i}")
                 row = {
                     "run": i + 1,

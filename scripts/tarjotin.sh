@@ -4,6 +4,7 @@
 #   scripts/tarjotin.sh down      stop what `up` started
 #   scripts/tarjotin.sh status    what is running
 #   scripts/tarjotin.sh start|stop|kill SERVICE ROLE   one process (ROLE: api | worker | readerN); kill = SIGKILL
+#   scripts/tarjotin.sh start SERVICE ROLE --wait      and wait until it answers /ready on its own port (not a worker)
 # Settings (environment, all optional):
 #   TARJOTIN_RUN_DIR (var/run)  TARJOTIN_DATA_DIR (var/data)  TARJOTIN_GATEWAY_PORT (8080)
 #   TARJOTIN_PORT_BASE (8100: services on +1..+4, the development token issuer on +5)  TARJOTIN_DB (sqlite | postgres)
@@ -167,17 +168,10 @@ start_gateway() {
   echo $! >"$pf"
 }
 
-wait_ready() {  # every service through the gateway, and each reporting reader on its own port
-  local i urls=()
-  for ((i = 1; i <= READERS; i++)); do urls+=("reporting reader$i=http://127.0.0.1:$(reader_port "$i")/ready"); done
-  "$PY" - "$GATEWAY_PORT" "${SERVICES[@]}" -- "${urls[@]}" <<'PYEOF'
+poll_ready() {  # NAME=URL ...: wait until each answers ready (or degraded), 90 s in all
+  "$PY" - "$@" <<'PYEOF'
 import json, sys, time, urllib.request
-args = sys.argv[1:]
-split = args.index("--")
-port, services, extra = args[0], args[1:split], args[split + 1:]
-prefix = {"catalogue": "catalogue", "enrolment": "enrolments", "billing": "billing", "reporting": "reports"}
-checks = [(s, f"http://127.0.0.1:{port}/api/{prefix[s]}/ready") for s in services]
-checks += [tuple(item.split("=", 1)) for item in extra]
+checks = [tuple(item.split("=", 1)) for item in sys.argv[1:]]
 deadline = time.time() + 90
 for name, url in checks:
     while True:
@@ -191,6 +185,25 @@ for name, url in checks:
             sys.exit(f"tarjotin: {name} not ready at {url} after 90 s; see the logs under the run directory")
         time.sleep(0.3)
 PYEOF
+}
+
+wait_ready() {  # every service through the gateway, and each reporting reader on its own port
+  local s i urls=()
+  declare -A prefix=([catalogue]=catalogue [enrolment]=enrolments [billing]=billing [reporting]=reports)
+  for s in "${SERVICES[@]}"; do urls+=("$s=http://127.0.0.1:$GATEWAY_PORT/api/${prefix[$s]}/ready"); done
+  for ((i = 1; i <= READERS; i++)); do urls+=("reporting reader$i=http://127.0.0.1:$(reader_port "$i")/ready"); done
+  poll_ready "${urls[@]}"
+}
+
+ready_url() {  # SERVICE ROLE: where the process for them answers /ready on its own port
+  local role port
+  role=$(role_of "$2")
+  case $role in
+    reader*) port=$(reader_port "${role#reader}") ;;
+    api | all) port=$(port_of "$1") || exit 1 ;;
+    *) die "$1 $role serves no HTTP: there is no /ready to wait for" ;;
+  esac
+  echo "http://127.0.0.1:$port/ready"
 }
 
 up() {
@@ -270,7 +283,14 @@ case "${1:-}" in
   up) up ;;
   down) down ;;
   status) status ;;
-  start) start_one "$2" "$3" ;;
+  start)
+    url=
+    if [ -n "${4:-}" ]; then
+      [ "$4" = --wait ] || die "start takes SERVICE ROLE [--wait], not $4"
+      url=$(ready_url "$2" "$3") || exit 1
+    fi
+    start_one "$2" "$3"
+    if [ -n "$url" ]; then poll_ready "$2 $3=$url"; fi ;;
   stop) stop_one "$2" "$3" ;;
   kill) stop_one "$2" "$3" KILL ;;
   *) awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0"; exit 2 ;;  # the header comment: usage and settings

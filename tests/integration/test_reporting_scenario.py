@@ -488,9 +488,14 @@ async def test_completions_read_one_row_groups_as_they_are_with_the_figures_grou
         async with engine.connect() as conn:
             return [(await views.completions(conn, f, group, page)).body for group, f in cases for page in pages]
 
-    taken = []
+    taken: list[bool] = []
     real = views._one_row_per_key
-    monkeypatch.setattr(views, "_one_row_per_key", lambda *a: taken.append(real(*a)) or taken[-1])
+
+    def spy(*args: Any) -> bool:
+        taken.append(real(*args))
+        return taken[-1]
+
+    monkeypatch.setattr(views, "_one_row_per_key", spy)
     read = await answers()
     assert all(taken) and len(taken) == len(cases) * len(pages)
     monkeypatch.setattr(views, "_one_row_per_key", lambda *a: False)

@@ -77,3 +77,19 @@ def test_the_number_of_readers_is_validated(tmp_path: Path, readers: str) -> Non
     result = run_script(tmp_path, readers, "status")
     assert result.returncode == 2
     assert "TARJOTIN_REPORTING_READERS must be a number from 0 to 4" in result.stderr
+
+
+def test_only_a_process_that_serves_http_can_be_waited_for(tmp_path: Path) -> None:
+    """`start SERVICE ROLE --wait` waits for the process's own /ready; a split worker has none."""
+    result = run_script(tmp_path, None, "start", "enrolment", "worker", "--wait", db="postgres")
+    assert result.returncode == 1, result.stderr
+    assert "enrolment worker serves no HTTP: there is no /ready to wait for" in result.stderr
+    assert not (tmp_path / "run" / "pids").exists(), "nothing may be started"
+
+
+@pytest.mark.parametrize("args", [("enrolment", "api", "--later"), ("nosuch", "api", "--wait")])
+def test_start_refuses_what_it_does_not_know_before_starting(tmp_path: Path, args: tuple[str, ...]) -> None:
+    result = run_script(tmp_path, None, "start", *args)
+    assert result.returncode == 1, result.stderr
+    assert ("not --later" if args[2] == "--later" else "unknown service nosuch") in result.stderr
+    assert not (tmp_path / "run" / "pids").exists(), "nothing may be started"
