@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,16 @@ import orjson
 from bench import latency
 from bench.drive import drive, pct
 from bench.hops import hop_lags, hops_table
-from bench.system import ROOT, BenchSystem, busy_share, cpu_seconds, machine_jiffies, rss_mb
+from bench.system import (
+    CLOCK_TICKS,
+    ROOT,
+    BenchSystem,
+    busy_share,
+    cpu_by_part,
+    machine_jiffies,
+    processes,
+    rss_mb,
+)
 from tests.support.system import free_port
 
 CONFIRMED = "fi.tarjotin.enrolment.confirmed.v1"
@@ -88,7 +98,7 @@ async def measure_system(
     # Enrolments come from the home institution's counsellor, as on an opening day.
     auth = system.bearer("counsellor", home)
     pids = system.pids()
-    cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    processes_before = processes()
     machine_before = machine_jiffies()
     started = time.time()
     result = await drive(
@@ -106,11 +116,14 @@ async def measure_system(
     refused = [f"{result.status[i]} {result.body[i][:400].decode(errors='replace')}" for i in refused_at]
     sent_by_id = {orjson.loads(result.body[i])["id"]: result.sent_at[i] for i in ok}
     done_at = await wait_for_reports(system, set(sent_by_id), within_s=max(120.0, n / 20))
-    machine_share = busy_share(machine_before, machine_jiffies())  # the sending and the catching up
+    machine_after = machine_jiffies()
+    machine_share = busy_share(machine_before, machine_after)  # the sending and the catching up
+    parts = cpu_by_part(processes_before, processes(), pids)
     confirmed_at = await confirmed_times(system, set(sent_by_id))
     elapsed = time.time() - started
     hops = await hop_lags(system, started, time.time())
-    cpu = {name: round(cpu_seconds(pid) - cpu_before.get(name, 0.0), 2) for name, pid in pids.items()}
+    cpu = {name: parts[name] for name in pids}
+    completed = max(1, len(done_at))
     lags = [(done_at[e] - sent_by_id[e]) * 1000 for e in done_at]
     to_confirmed = [(confirmed_at[e] - sent_by_id[e]) * 1000 for e in confirmed_at]
     first, last = min(sent_by_id.values(), default=0.0), max(done_at.values(), default=0.0)
@@ -131,7 +144,11 @@ async def measure_system(
         "confirmed_p50_ms": pct(to_confirmed, 50),
         "confirmed_p99_ms": pct(to_confirmed, 99),
         "cpu_s": cpu,
-        "cpu_per_enrolment_ms": round(sum(cpu.values()) / max(1, len(done_at)) * 1000, 2),
+        "cpu_per_enrolment_ms": round(sum(cpu.values()) / completed * 1000, 2),
+        "cpu_shared_s": {name: parts[name] for name in ("rabbitmq", "postgresql", "driver")},
+        "machine_cpu_per_enrolment_ms": round(
+            (machine_after[0] - machine_before[0]) / CLOCK_TICKS / completed * 1000, 2
+        ),
         "rss_mb": {name: rss_mb(pid) for name, pid in pids.items()},
         **machine_share,
         "wall_s": round(elapsed, 1),
@@ -309,9 +326,27 @@ def table(results: list[dict[str, Any]]) -> str:
                 )
                 lines.append(f"{r['db']} {int(run['rate'])}/s, → confirmed p99 of each run (ms): {each}")
     for r in results:
+        if "machine_cpu_per_enrolment_ms" in r.get("system", {}):
+            lines.append(f"{r['db']} flat out, the machine's CPU ms per enrolment: {where_cpu_goes(r['system'])}")
+    for r in results:
         for label, run in system_runs(r):
             lines += [f"{r['db']} {label}: refused: {answer}" for answer in run.get("refused") or []]
     return "\n".join(lines)
+
+
+def where_cpu_goes(run: dict[str, Any]) -> str:
+    """The machine's CPU per enrolment of one run, by part: each service (its processes together), the
+    gateway, RabbitMQ, PostgreSQL, the load driver, and the rest of the machine."""
+    per: dict[str, float] = defaultdict(float)
+    for name, seconds in {**run["cpu_s"], **run["cpu_shared_s"]}.items():
+        per[name.split("-")[0]] += seconds
+    n = max(1, run["completed"])
+    ms = {name: 1000 * seconds / n for name, seconds in per.items()}
+    total = run["machine_cpu_per_enrolment_ms"]
+    shown = ", ".join(
+        f"{name} {value:.2f}" for name, value in sorted(ms.items(), key=lambda kv: -kv[1]) if value >= 0.005
+    )
+    return f"{total:.2f} = {shown}, other {total - sum(ms.values()):.2f}"
 
 
 def system_runs(r: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:

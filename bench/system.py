@@ -167,6 +167,56 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+SHARED = {"beam.smp": "rabbitmq", "erl_child_setup": "rabbitmq", "epmd": "rabbitmq", "postgres": "postgresql"}
+"""Command names of the machine's shared servers, by the part of the pipeline they are."""
+
+
+def processes() -> dict[int, tuple[int, str, float]]:
+    """Every process now: pid → (parent pid, command name, CPU seconds so far)."""
+    table = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        name, rest = stat[stat.index("(") + 1 : stat.rindex(")")], stat.rsplit(")", 1)[1].split()
+        table[int(entry.name)] = (int(rest[1]), name, (int(rest[11]) + int(rest[12])) / CLOCK_TICKS)
+    return table
+
+
+def cpu_by_part(
+    before: dict[int, tuple[int, str, float]], after: dict[int, tuple[int, str, float]], ours: dict[str, int]
+) -> dict[str, float]:
+    """CPU seconds each part of the pipeline spent between two `processes()` readings: our processes by
+    name (each with its children: nginx's master does no work, its workers do), RabbitMQ, PostgreSQL (every
+    backend), and this process, the load driver. A process started in between counts from its start; one
+    that ended in between is lost (the machine's busy time still has it)."""
+    owner = {pid: name for name, pid in ours.items()}
+    owner[os.getpid()] = "driver"
+
+    def part(pid: int) -> str | None:
+        seen = set()
+        while pid not in seen and pid in after:
+            if pid in owner:
+                return owner[pid]
+            seen.add(pid)
+            ppid, name, _cpu = after[pid]
+            if name in SHARED:
+                return SHARED[name]
+            pid = ppid
+        return None
+
+    spent: dict[str, float] = dict.fromkeys([*ours, "rabbitmq", "postgresql", "driver"], 0.0)
+    for pid, (_ppid, name, cpu) in after.items():
+        found = part(pid)
+        if found is not None:
+            earlier = before.get(pid)
+            spent[found] += cpu - (earlier[2] if earlier and earlier[1] == name else 0.0)
+    return {name: round(seconds, 2) for name, seconds in spent.items()}
+
+
 def machine_jiffies() -> tuple[int, int, int]:
     """The whole machine's CPU time so far from /proc/stat, in clock ticks: (busy, steal, total).
 

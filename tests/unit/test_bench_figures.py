@@ -4,13 +4,14 @@ the driver's collector kept out of the timed requests."""
 from __future__ import annotations
 
 import gc
+import os
 from typing import Any
 
 import pytest
 
 from bench.drive import collector_paused
-from bench.run import REPEAT_FIGURES, median_run, system_runs, table
-from bench.system import busy_share
+from bench.run import REPEAT_FIGURES, median_run, system_runs, table, where_cpu_goes
+from bench.system import busy_share, cpu_by_part
 from bench.toggle import order
 
 
@@ -76,3 +77,54 @@ def test_the_toggle_alternates_in_pairs_so_a_drift_favours_neither_state() -> No
     assert order(2) == ["killed", "alive"]
     assert order(8) == ["killed", "alive", "alive", "killed", "killed", "alive", "alive", "killed"]
     assert order(12).count("killed") == order(12).count("alive") == 6
+
+
+def test_the_cpu_of_every_process_is_charged_to_its_part_of_the_pipeline() -> None:
+    """Our processes by name with their children (nginx's workers under its master), RabbitMQ's and
+    PostgreSQL's processes, the driver itself; new processes count from their start, others not at all."""
+    me = os.getpid()
+    before = {
+        100: (1, "nginx", 0.1),
+        101: (100, "nginx", 5.0),
+        200: (1, "python", 10.0),
+        300: (1, "beam.smp", 50.0),
+        301: (300, "erl_child_setup", 1.0),
+        400: (1, "postgres", 2.0),
+        401: (400, "postgres", 3.0),
+        500: (1, "cron", 7.0),
+        600: (1, "python", 9.0),  # ended in between; its pid now belongs to a new backend
+        me: (1, "python", 1.0),
+    }
+    after = {
+        100: (1, "nginx", 0.1),
+        101: (100, "nginx", 5.5),
+        200: (1, "python", 12.0),
+        300: (1, "beam.smp", 51.25),
+        301: (300, "erl_child_setup", 1.0),
+        302: (301, "inet_gethost", 0.25),  # new, under RabbitMQ
+        400: (1, "postgres", 2.0),
+        401: (400, "postgres", 3.5),
+        402: (400, "postgres", 0.75),  # a new backend
+        500: (1, "cron", 8.0),  # not ours
+        600: (400, "postgres", 0.5),
+        me: (1, "python", 1.5),
+    }
+    parts = cpu_by_part(before, after, {"gateway": 100, "enrolment-all": 200, "billing-all": 700})
+    assert parts == {
+        "gateway": 0.5,
+        "enrolment-all": 2.0,
+        "billing-all": 0.0,  # not running
+        "rabbitmq": 1.5,
+        "postgresql": 1.75,
+        "driver": 0.5,
+    }
+
+
+def test_where_the_cpu_goes_adds_a_services_processes_and_leaves_the_rest_to_other() -> None:
+    run = {
+        "completed": 1000,
+        "cpu_s": {"enrolment-api": 1.5, "enrolment-worker": 1.0, "gateway": 0.1, "issuer": 0.0},
+        "cpu_shared_s": {"rabbitmq": 1.2, "postgresql": 0.0, "driver": 0.2},
+        "machine_cpu_per_enrolment_ms": 5.5,
+    }
+    assert where_cpu_goes(run) == "5.50 = enrolment 2.50, rabbitmq 1.20, driver 0.20, gateway 0.10, other 1.50"
