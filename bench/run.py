@@ -58,6 +58,10 @@ CONFIRMED = "fi.tarjotin.enrolment.confirmed.v1"
 REFUSED_EXAMPLES = 5
 
 
+FLOOR_STARTUP_N = 10
+"""Requests of the floor run that measures the CPU of its start and stop."""
+
+
 def run_floor(floor: Path, db: str, n: int, concurrency: int, rate: float) -> dict[str, Any]:
     env = {**os.environ, "PYTHON": sys.executable}
     args = [
@@ -74,12 +78,27 @@ def run_floor(floor: Path, db: str, n: int, concurrency: int, rate: float) -> di
         "--port",
         str(free_port()),
     ]
+    shared_before, children_before = processes(), os.times()
     done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900)
+    shared, children = cpu_by_part(shared_before, processes(), {}), os.times()
     line = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else '{"ok": false, "error": "no output"}'
     result: dict[str, Any] = json.loads(line)
     if not result.get("ok"):
         print(f"floor run failed: {result.get('error')}\n{done.stderr[-2000:]}", file=sys.stderr)
+    # run.sh waits for every process it starts, so their CPU ends up in this process's children's times.
+    spent = sum(children[2:4]) - sum(children_before[2:4])  # children_user, children_system
+    result["cpu_s"] = {"floor": round(spent, 2), "rabbitmq": shared["rabbitmq"], "postgresql": shared["postgresql"]}
     return result
+
+
+def floor_cpu_per_completion(run: dict[str, Any], startup: dict[str, Any]) -> dict[str, float] | None:
+    """The machine's CPU ms per completion of a floor run beyond what its start and stop cost (a run of a
+    few requests): its processes (API with relay, consumer, driver), RabbitMQ, PostgreSQL, and in all."""
+    extra = (run.get("completed") or 0) - (startup.get("completed") or 0)
+    if extra <= 0 or "cpu_s" not in run or "cpu_s" not in startup:
+        return None
+    per = {part: round(1000 * (run["cpu_s"][part] - startup["cpu_s"][part]) / extra, 2) for part in run["cpu_s"]}
+    return {**per, "all": round(sum(per.values()), 2)}
 
 
 async def measure_system(
@@ -204,6 +223,9 @@ async def bench_db(db: str, args: argparse.Namespace) -> dict[str, Any]:
         floor_dir = Path(args.floor)
         print(f"[{db}] floor, flat out (n={args.n}, c={args.concurrency})", file=sys.stderr)
         report["floor"] = run_floor(floor_dir, db, args.n, args.concurrency, 0)
+        print(f"[{db}] floor, {FLOOR_STARTUP_N} requests (what its start and stop cost)", file=sys.stderr)
+        report["floor_startup"] = run_floor(floor_dir, db, FLOOR_STARTUP_N, args.concurrency, 0)
+        report["floor"]["cpu_per_completion_ms"] = floor_cpu_per_completion(report["floor"], report["floor_startup"])
         floor_rate_n = max(50, int(200 * args.rate_seconds))
         print(f"[{db}] floor, 200/s (n={floor_rate_n})", file=sys.stderr)
         report["floor_200"] = run_floor(floor_dir, db, floor_rate_n, args.concurrency, 200)
@@ -328,6 +350,12 @@ def table(results: list[dict[str, Any]]) -> str:
     for r in results:
         if "machine_cpu_per_enrolment_ms" in r.get("system", {}):
             lines.append(f"{r['db']} flat out, the machine's CPU ms per enrolment: {where_cpu_goes(r['system'])}")
+        floor_cpu = r.get("floor", {}).get("cpu_per_completion_ms")
+        if floor_cpu:
+            parts = ", ".join(f"{part} {ms:.2f}" for part, ms in floor_cpu.items() if part != "all")
+            lines.append(
+                f"{r['db']} floor flat out, CPU ms per completion beyond start-up: {floor_cpu['all']:.2f} = {parts}"
+            )
     for r in results:
         for label, run in system_runs(r):
             lines += [f"{r['db']} {label}: refused: {answer}" for answer in run.get("refused") or []]

@@ -34,6 +34,14 @@ def test_the_benchmark_runs_end_to_end_and_reports_ratios_to_the_floor(tmp_path:
     assert "floor after" in done.stdout
     system = result["system"]
     assert system["completed"] == system["accepted"] == system["n"] > 0
+    # Where the machine's CPU went (in clock ticks of 10 ms: the gateway's share of 60 requests may round to 0).
+    assert all(system["cpu_s"][name] > 0 for name in ("enrolment-all", "billing-all", "reporting-all")), system
+    assert system["cpu_s"]["gateway"] >= 0
+    assert system["cpu_shared_s"]["rabbitmq"] > 0 and system["machine_cpu_per_enrolment_ms"] > 0
+    assert "flat out, the machine's CPU ms per enrolment: " in done.stdout
+    floor_cpu = result["floor"]["cpu_per_completion_ms"]  # beyond a run of a few requests: start and stop
+    assert floor_cpu["floor"] > 0 and floor_cpu["all"] == round(sum(v for k, v in floor_cpu.items() if k != "all"), 2)
+    assert result["floor_startup"]["ok"] is True and "CPU ms per completion beyond start-up" in done.stdout
     assert system["e2e_per_s"] > 0 and result["ratio_to_floor"] > 0
     assert [run["rate"] for run in result["system_rates"]] == [100.0]
     # The fixed rate runs twice in a smoke run; the table shows the run with the better → confirmed p99.

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from bench.drive import collector_paused
-from bench.run import REPEAT_FIGURES, median_run, system_runs, table, where_cpu_goes
+from bench.run import REPEAT_FIGURES, floor_cpu_per_completion, median_run, system_runs, table, where_cpu_goes
 from bench.system import busy_share, cpu_by_part
 from bench.toggle import order
 
@@ -128,3 +128,11 @@ def test_where_the_cpu_goes_adds_a_services_processes_and_leaves_the_rest_to_oth
         "machine_cpu_per_enrolment_ms": 5.5,
     }
     assert where_cpu_goes(run) == "5.50 = enrolment 2.50, rabbitmq 1.20, driver 0.20, gateway 0.10, other 1.50"
+
+
+def test_the_floors_cpu_per_completion_leaves_out_what_its_start_and_stop_cost() -> None:
+    run = {"completed": 3010, "cpu_s": {"floor": 14.0, "rabbitmq": 3.5, "postgresql": 0.0}}
+    startup = {"completed": 10, "cpu_s": {"floor": 2.0, "rabbitmq": 0.5, "postgresql": 0.0}}
+    assert floor_cpu_per_completion(run, startup) == {"floor": 4.0, "rabbitmq": 1.0, "postgresql": 0.0, "all": 5.0}
+    assert floor_cpu_per_completion(startup, startup) is None  # nothing beyond the start-up to divide by
+    assert floor_cpu_per_completion({"ok": False}, startup) is None  # a failed run has no figures
