@@ -172,7 +172,8 @@ SHARED = {"beam.smp": "rabbitmq", "erl_child_setup": "rabbitmq", "epmd": "rabbit
 
 
 def processes() -> dict[int, tuple[int, str, float]]:
-    """Every process now: pid → (parent pid, command name, CPU seconds so far)."""
+    """Every process now: pid → (parent pid, command name, CPU seconds so far, its own and that of the
+    children it has waited for: PostgreSQL's short-lived backends end up in the postmaster's)."""
     table = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -182,7 +183,7 @@ def processes() -> dict[int, tuple[int, str, float]]:
         except OSError:
             continue  # gone meanwhile
         name, rest = stat[stat.index("(") + 1 : stat.rindex(")")], stat.rsplit(")", 1)[1].split()
-        table[int(entry.name)] = (int(rest[1]), name, (int(rest[11]) + int(rest[12])) / CLOCK_TICKS)
+        table[int(entry.name)] = (int(rest[1]), name, sum(int(x) for x in rest[11:15]) / CLOCK_TICKS)
     return table
 
 
@@ -192,7 +193,7 @@ def cpu_by_part(
     """CPU seconds each part of the pipeline spent between two `processes()` readings: our processes by
     name (each with its children: nginx's master does no work, its workers do), RabbitMQ, PostgreSQL (every
     backend), and this process, the load driver. A process started in between counts from its start; one
-    that ended in between is lost (the machine's busy time still has it)."""
+    that ended in between counts in its parent's time for waited-for children (all of it, from its start)."""
     owner = {pid: name for name, pid in ours.items()}
     owner[os.getpid()] = "driver"
 
