@@ -159,12 +159,18 @@ class BenchSystem:
             await engine.dispose()
 
 
-def cpu_seconds(pid: int) -> float:
+def _stat(pid: int | str) -> tuple[str, list[str]] | None:
+    """A process's command name and its /proc stat fields after the name (state first); None once gone."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        return None
+    return stat[stat.index("(") + 1 : stat.rindex(")")], stat.rsplit(")", 1)[1].split()
+
+
+def cpu_seconds(pid: int) -> float:
+    found = _stat(pid)
+    return (int(found[1][11]) + int(found[1][12])) / CLOCK_TICKS if found else 0.0
 
 
 SHARED = {"beam.smp": "rabbitmq", "erl_child_setup": "rabbitmq", "epmd": "rabbitmq", "postgres": "postgresql"}
@@ -176,14 +182,10 @@ def processes() -> dict[int, tuple[int, str, float]]:
     children it has waited for: PostgreSQL's short-lived backends end up in the postmaster's)."""
     table = {}
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue  # gone meanwhile
-        name, rest = stat[stat.index("(") + 1 : stat.rindex(")")], stat.rsplit(")", 1)[1].split()
-        table[int(entry.name)] = (int(rest[1]), name, sum(int(x) for x in rest[11:15]) / CLOCK_TICKS)
+        found = _stat(entry.name) if entry.name.isdigit() else None
+        if found:  # else not a process, or gone meanwhile
+            name, rest = found
+            table[int(entry.name)] = (int(rest[1]), name, sum(int(x) for x in rest[11:15]) / CLOCK_TICKS)
     return table
 
 
