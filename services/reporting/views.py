@@ -125,8 +125,22 @@ def _page_meta(total: int, page: Page | None, count: int) -> dict[str, int]:
     return {"total": total, "page": page.page, "page_size": page.page_size}
 
 
+ZERO = sa.literal_column("0", sa.BigInteger)
+ONE = sa.literal_column("1", sa.BigInteger)
+"""Constants written into a statement's text, not bound. Where an aggregate is repeated in a window
+(`_page_and_sums`), SQLite and PostgreSQL compute it once only if both are the same expression, and two
+bound parameters never are (`?` 3 is not `?` 9), even when they carry the same value."""
+
+
+def _text_constant(value: str) -> sa.ColumnElement[str]:
+    """A code-defined word (a status) written into the statement's text; see ZERO."""
+    if not re.fullmatch(r"[a-z_]+", value):
+        raise ValueError(f"not a plain word: {value!r}")
+    return sa.literal_column(f"'{value}'", sa.String)
+
+
 def _sums(table: sa.FromClause) -> list[sa.ColumnElement[Any]]:
-    return [sa.func.coalesce(sa.func.sum(table.c[name]), 0).label(name) for name in domain.ENROLMENT_COUNTERS]
+    return [sa.func.coalesce(sa.func.sum(table.c[name]), ZERO).label(name) for name in domain.ENROLMENT_COUNTERS]
 
 
 def _counts(row: Any) -> dict[str, int]:
@@ -520,7 +534,6 @@ def _billing_sources(year: str | None, bounds: tuple[datetime | None, datetime |
         counters: dict[str, sa.ColumnElement[Any]] = {n: document_counts.c[n] for n in domain.DOCUMENT_COUNTERS}
         sources.append((document_counts, counters, of_year(document_counts)))
         return sources
-    one = sa.literal_column("1", sa.BigInteger)
     for table, count_key, cents_key in (
         (invoices, "invoice_count", "invoiced_cents"),
         (credit_notes, "credit_note_count", "credited_cents"),
@@ -531,7 +544,7 @@ def _billing_sources(year: str | None, bounds: tuple[datetime | None, datetime |
         if bounds[1] is not None:
             where.append(table.c.issued_at < bounds[1])
         # Sum raw integer cents: `total` is a Cents column, and the sum must stay an exact integer.
-        sources.append((table, {count_key: one, cents_key: sa.type_coerce(table.c.total, sa.BigInteger)}, where))
+        sources.append((table, {count_key: ONE, cents_key: sa.type_coerce(table.c.total, sa.BigInteger)}, where))
     return sources
 
 
@@ -548,12 +561,11 @@ async def _billing_sides(
     rows twice: the totals are the sum of every payee's line, or for one institution its two sides less
     the rows where it is both payee and payer (its own students in its own courses), counted in each.
     """
-    zero = sa.literal_column("0", sa.BigInteger)
 
     def part(
         side: str, key: Any, values: dict[str, sa.ColumnElement[Any]], where: list[sa.ColumnElement[bool]]
     ) -> sa.Select[Any]:
-        columns = [(sa.func.sum(values[n]) if n in values else zero).label(n) for n in BILLING_MEASURES]
+        columns = [(sa.func.sum(values[n]) if n in values else ZERO).label(n) for n in BILLING_MEASURES]
         query = sa.select(sa.literal(side).label("side"), key.label("institution"), *columns)
         return query.where(*nothing, *where).group_by(key)
 
@@ -683,26 +695,29 @@ async def supply_demand(conn: AsyncConnection, f: Filters, group_by: str | None,
         "academic_year": offerings.c.academic_year,
         "period": offerings.c.period,
     }
-    active = offerings.c.status != "cancelled"
-    held = sum((sa.func.coalesce(offering_counts.c[status], 0) for status in domain.HOLDING_SEAT), sa.literal(0))
-    at_risk = sa.and_(offerings.c.status.in_(domain.AT_RISK_STATUSES), held < offerings.c.min_participants)
+    # Every constant is written into the text (ZERO, ONE, _text_constant): the totals repeat each
+    # measure in a window, and only then is each computed once per group (SQLite statement at 10,000: 14.5 -> 12.4 ms).
+    active = offerings.c.status != _text_constant("cancelled")
+    held = sum((sa.func.coalesce(offering_counts.c[status], ZERO) for status in domain.HOLDING_SEAT), ZERO)
+    at_risk_status = offerings.c.status.in_([_text_constant(s) for s in domain.AT_RISK_STATUSES])
+    at_risk = sa.and_(at_risk_status, held < offerings.c.min_participants)
 
     def when(condition: sa.ColumnElement[bool], value: Any) -> sa.ColumnElement[Any]:
-        return sa.func.coalesce(sa.func.sum(sa.case((condition, value), else_=0)), 0)
+        return sa.func.coalesce(sa.func.sum(sa.case((condition, value), else_=ZERO)), ZERO)
 
     measures = [
-        when(active, 1).label("offerings"),
-        when(sa.not_(active), 1).label("cancelled_offerings"),
+        when(active, ONE).label("offerings"),
+        when(sa.not_(active), ONE).label("cancelled_offerings"),
         when(active, offerings.c.max_participants).label("seats"),
-        sa.func.coalesce(sa.func.sum(offering_counts.c.requests), 0).label("requests"),
+        sa.func.coalesce(sa.func.sum(offering_counts.c.requests), ZERO).label("requests"),
         when(active, held).label("held"),
-        when(active, sa.func.coalesce(offering_counts.c.waitlisted, 0)).label("waitlisted"),
-        when(at_risk, 1).label("under_minimum"),
+        when(active, sa.func.coalesce(offering_counts.c.waitlisted, ZERO)).label("waitlisted"),
+        when(at_risk, ONE).label("under_minimum"),
     ]
     source = offerings.outerjoin(offering_counts, offering_counts.c.offering_id == offerings.c.id).outerjoin(
         institutions, institutions.c.id == offerings.c.provider_id
     )
-    where: list[sa.ColumnElement[bool]] = [offerings.c.info_version > 0]
+    where: list[sa.ColumnElement[bool]] = [offerings.c.info_version > ZERO]
     for name, value in (
         ("academic_year", f.academic_year),
         ("subject", f.subject),

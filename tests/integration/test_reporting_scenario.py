@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.reporting import tables, views
@@ -604,6 +605,36 @@ async def test_supply_and_demand_by_subject_level_region_and_period(engine: Asyn
     )
     assert [p["period"] for p in periods["items"]] == ["2026-09", "2026-10", "2027-01"]
     assert [(s["region"], s["offerings"], s["seats"]) for s in savo["items"]] == [("Pohjois-Savo", 2, 9)]
+
+
+async def test_supply_and_demand_binds_only_what_the_caller_gave(engine: AsyncEngine) -> None:
+    """Its constants are written into the statement: the totals' windows repeat every measure, and the
+    database computes a repeated aggregate once only when both are the same expression, which two bound
+    parameters never are."""
+    await feed(engine, scenario().events)
+    bound: list[Any] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool) -> None:
+        if "offering_counts" in statement:
+            bound.extend(parameters.values() if isinstance(parameters, dict) else parameters)
+
+    sa.event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        async with engine.connect() as conn:
+            f = views.Filters(academic_year=YEAR)
+            report = (await views.supply_demand(conn, f, None, Page(page=1, page_size=7))).body
+    finally:
+        sa.event.remove(engine.sync_engine, "before_cursor_execute", record)
+    assert report["totals"]["held"] == 7 and report["items"]
+    # the year; the four grouping columns' NULL stand-in in ORDER BY; LIMIT and OFFSET
+    assert sorted(map(str, bound)) == sorted([YEAR, "", "", "", "", "7", "0"])
+
+
+def test_only_plain_words_are_written_into_a_statement() -> None:
+    assert str(views._text_constant("cancelled")) == "'cancelled'"
+    for word in ("it's", "closed' OR '1'='1", "Published", ""):
+        with pytest.raises(ValueError, match="not a plain word"):
+            views._text_constant(word)
 
 
 async def test_follow_up_lists_failed_interrupted_and_late_withdrawn_students_pseudonymously(
