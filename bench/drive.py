@@ -39,6 +39,34 @@ def collector_paused() -> Iterator[None]:
             gc.enable()
 
 
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
+    """One HTTP/1.1 response: its status, its body (by Content-Length or chunked) and whether the server
+    closes the connection after it."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    length, chunked, close = -1, False, False
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        name, value = name.strip().lower(), value.strip().lower()
+        if name == b"content-length":
+            length = int(value)
+        elif name == b"transfer-encoding" and b"chunked" in value:
+            chunked = True
+        elif name == b"connection" and value == b"close":
+            close = True
+    if chunked:
+        body = bytearray()
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+            if size == 0:
+                await reader.readuntil(b"\r\n")
+                break
+            body += await reader.readexactly(size)
+            await reader.readexactly(2)
+        return status, bytes(body), close
+    return status, (await reader.readexactly(length) if length > 0 else b""), close
+
+
 async def drive(
     port: int,
     path: str,
@@ -61,22 +89,20 @@ async def drive(
                     if delay > 0:
                         await asyncio.sleep(delay)
                 extra = "".join(f"{k}: {v}\r\n" for k, v in (headers(i) if headers else {}).items())
-                body = bodies[i]
+                payload = bodies[i]
                 request = (
                     f"POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
-                    f"{extra}Content-Length: {len(body)}\r\n\r\n"
-                ).encode() + body
+                    f"{extra}Content-Length: {len(payload)}\r\n\r\n"
+                ).encode() + payload
                 result.sent_at[i] = time.time()
                 sent = time.perf_counter()
                 writer.write(request)
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":")[1])
-                result.body[i] = await reader.readexactly(length)
+                status, body, close = await read_response(reader)
                 result.latency_ms[i] = (time.perf_counter() - sent) * 1000
-                result.status[i] = int(head[9:12])
+                result.status[i], result.body[i] = status, body
+                if close:
+                    writer.close()
+                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
         finally:
             writer.close()
 

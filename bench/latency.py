@@ -49,7 +49,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from bench.drive import collector_paused, pct
+from bench.drive import collector_paused, pct, read_response
 from bench.system import PG_URL, SERVICES, BenchSystem, cpu_seconds
 from services.reporting import domain as reporting
 from services.reporting import tables as rt
@@ -77,32 +77,6 @@ class Answer:
     body: bytes
 
 
-async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
-    head = await reader.readuntil(b"\r\n\r\n")
-    status = int(head[9:12])
-    length, chunked, close = -1, False, False
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        name, value = name.strip().lower(), value.strip().lower()
-        if name == b"content-length":
-            length = int(value)
-        elif name == b"transfer-encoding" and b"chunked" in value:
-            chunked = True
-        elif name == b"connection" and value == b"close":
-            close = True
-    if chunked:
-        body = bytearray()
-        while True:
-            size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
-            if size == 0:
-                await reader.readuntil(b"\r\n")
-                break
-            body += await reader.readexactly(size)
-            await reader.readexactly(2)
-        return status, bytes(body), close
-    return status, (await reader.readexactly(length) if length > 0 else b""), close
-
-
 async def fetch_all(port: int, asks: Sequence[Ask], concurrency: int) -> tuple[list[Answer], float]:
     """GET every request over `concurrency` keep-alive connections, flat out; answers in request order."""
     answers: list[Answer] = [Answer(0.0, 0, b"")] * len(asks)
@@ -117,7 +91,7 @@ async def fetch_all(port: int, asks: Sequence[Ask], concurrency: int) -> tuple[l
                 request = f"GET {ask.path} HTTP/1.1\r\nHost: bench\r\nAccept: application/json\r\n{extra}\r\n"
                 sent = time.perf_counter()
                 writer.write(request.encode())
-                status, body, close = await _read_response(reader)
+                status, body, close = await read_response(reader)
                 answers[i] = Answer((time.perf_counter() - sent) * 1000, status, body)
                 if close:
                     writer.close()

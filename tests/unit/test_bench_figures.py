@@ -3,13 +3,14 @@ the driver's collector kept out of the timed requests."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import os
 from typing import Any
 
 import pytest
 
-from bench.drive import collector_paused
+from bench.drive import collector_paused, read_response
 from bench.run import REPEAT_FIGURES, floor_cpu_per_completion, median_run, system_runs, table, where_cpu_goes
 from bench.system import busy_share, cpu_by_part
 from bench.toggle import order
@@ -129,3 +130,22 @@ def test_the_floors_cpu_per_completion_leaves_out_what_its_start_and_stop_cost()
     assert floor_cpu_per_completion(run, startup) == {"floor": 4.0, "rabbitmq": 1.0, "postgresql": 0.0, "all": 5.0}
     assert floor_cpu_per_completion(startup, startup) is None  # nothing beyond the start-up to divide by
     assert floor_cpu_per_completion({"ok": False}, startup) is None  # a failed run has no figures
+
+
+def _responses(raw: bytes) -> list[tuple[int, bytes, bool]]:
+    async def read() -> list[tuple[int, bytes, bool]]:
+        reader = asyncio.StreamReader()
+        reader.feed_data(raw)
+        reader.feed_eof()
+        return [await read_response(reader) for _ in range(3)]
+
+    return asyncio.run(read())
+
+
+def test_the_drivers_read_responses_one_after_another_on_one_connection() -> None:
+    raw = (
+        b'HTTP/1.1 201 Created\r\nContent-Type: application/json\r\ncontent-length: 7\r\n\r\n{"a":1}'
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4;x=y\r\nabcd\r\n3\r\nefg\r\n0\r\n\r\n"
+        b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    assert _responses(raw) == [(201, b'{"a":1}', False), (200, b"abcdefg", False), (503, b"", True)]
