@@ -39,8 +39,12 @@ def test_the_benchmark_runs_end_to_end_and_reports_ratios_to_the_floor(tmp_path:
     assert system["cpu_s"]["gateway"] >= 0
     assert system["cpu_shared_s"]["rabbitmq"] > 0 and system["machine_cpu_per_enrolment_ms"] > 0
     assert "flat out, the machine's CPU ms per enrolment: " in done.stdout
-    floor_cpu = result["floor"]["cpu_per_completion_ms"]  # beyond a run of a few requests: start and stop
-    assert floor_cpu["floor"] > 0 and floor_cpu["all"] == round(sum(v for k, v in floor_cpu.items() if k != "all"), 2)
+    # The floor's CPU beyond a run of 10 requests (its start and stop). With the smoke's 60 requests that
+    # difference (0.14–0.17 s) is inside the start-up's own spread (3.54–3.98 s seen), so it may come out
+    # at or below zero here: only its parts are checked; the arithmetic is tests/unit/test_bench_figures.py's.
+    floor_cpu = result["floor"]["cpu_per_completion_ms"]
+    assert set(floor_cpu) == {"floor", "rabbitmq", "postgresql", "all"}
+    assert floor_cpu["all"] == round(sum(v for k, v in floor_cpu.items() if k != "all"), 2)
     assert result["floor_startup"]["ok"] is True and "CPU ms per completion beyond start-up" in done.stdout
     assert system["e2e_per_s"] > 0 and result["ratio_to_floor"] > 0
     assert [run["rate"] for run in result["system_rates"]] == [100.0]
