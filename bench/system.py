@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from shared.bus import QueueNames
-from tests.support.system import free_port_block
+from tests.support.system import free_port_block, script_ports
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICES = ("catalogue", "enrolment", "billing", "reporting")
@@ -29,7 +29,7 @@ class BenchSystem:
     def __init__(self, workdir: Path, db: str) -> None:
         tag = uuid.uuid4().hex[:8]
         self.db, self.workdir, self.pg_prefix = db, workdir, f"bench_{tag}"
-        base = free_port_block()  # gateway on base, services +1 … +4, token issuer +5, reporting readers +6 …
+        base = free_port_block()  # the gateway on base, every other part above it (`tarjotin.sh ports`)
         self.gateway_port = base
         self.env = {
             **os.environ,
@@ -46,7 +46,7 @@ class BenchSystem:
             "TARJOTIN_LOG_LEVEL": "WARNING",
         }
         self.url = f"http://127.0.0.1:{self.gateway_port}"
-        self.issuer_url = f"http://127.0.0.1:{base + 5}"  # tarjotin.sh runs the development issuer there
+        self.issuer_url = f"http://127.0.0.1:{script_ports(self.env)['issuer']}"  # the development issuer
 
     def bearer(self, role: str = "network_admin", institution: str | None = None) -> dict[str, str]:
         """An Authorization header from the system's development token issuer."""

@@ -5,6 +5,8 @@
 #   scripts/tarjotin.sh status    what is running
 #   scripts/tarjotin.sh start|stop|kill SERVICE ROLE   one process (ROLE: api | worker | readerN); kill = SIGKILL
 #   scripts/tarjotin.sh start SERVICE ROLE --wait      and wait until it answers /ready on its own port (not a worker)
+#   scripts/tarjotin.sh ports     the ports `up` gives each part, one "NAME PORT" per line (gateway, issuer,
+#                                 the services, reporting's readers): the one place that knows the layout
 # Settings (environment, all optional):
 #   TARJOTIN_RUN_DIR (var/run)  TARJOTIN_DATA_DIR (var/data)  TARJOTIN_GATEWAY_PORT (8080)
 #   TARJOTIN_PORT_BASE (8100: services on +1..+4, the development token issuer on +5)  TARJOTIN_DB (sqlite | postgres)
@@ -271,6 +273,14 @@ down() {  # every process with a pid file: TERM to all at once, then KILL what i
   say "stopped"
 }
 
+ports() {
+  local s i
+  echo "gateway $GATEWAY_PORT"
+  echo "issuer $ISSUER_PORT"
+  for s in "${SERVICES[@]}"; do echo "$s $(port_of "$s")"; done
+  for ((i = 1; i <= READERS; i++)); do echo "reader$i $(reader_port "$i")"; done
+}
+
 status() {
   local f
   for f in "$RUN"/pids/*.pid; do
@@ -283,6 +293,7 @@ case "${1:-}" in
   up) up ;;
   down) down ;;
   status) status ;;
+  ports) ports ;;
   start)
     url=
     if [ -n "${4:-}" ]; then

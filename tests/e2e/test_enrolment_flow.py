@@ -166,7 +166,7 @@ async def test_a_service_keeps_an_idle_connection_open_longer_than_the_gateway_d
     # The gateway drops idle upstream connections after 60 s; were a service to drop them first (uvicorn's
     # default is 5 s), a request could go out on a connection the service is closing, and a POST would get a
     # 502 (the benchmark once saw one in 19,550 enrolments). After 6 s idle the connection still answers.
-    reader, writer = await asyncio.open_connection("127.0.0.1", system.gateway_port + 2)  # the enrolment API
+    reader, writer = await asyncio.open_connection("127.0.0.1", system.ports["enrolment"])
     try:
         assert await _exchange(reader, writer, "/api/enrolments/health") == 200
         await asyncio.sleep(6)
@@ -202,8 +202,8 @@ async def test_reports_go_by_url_to_the_reporting_process_or_its_read_only_reade
             served_by.setdefault(entry["uri"], set()).add(entry["upstream"])
     assert set(served_by) == set(paths)
     assert all(len(upstreams) == 1 for upstreams in served_by.values()), served_by  # a URL: one process
-    writer = f"127.0.0.1:{system.gateway_port + 4}"
-    readers = [f"127.0.0.1:{system.gateway_port + 5 + i}" for i in range(1, system.readers + 1)]
+    writer = f"127.0.0.1:{system.ports['reporting']}"
+    readers = [f"127.0.0.1:{system.ports[f'reader{i}']}" for i in range(1, system.readers + 1)]
     assert set().union(*served_by.values()) == {writer, *readers}
     async with httpx.AsyncClient(timeout=30, headers=ADMIN) as direct:
         answers = [(await direct.get(f"http://{host}{paths[0]}")).json() for host in (writer, *readers)]

@@ -6,6 +6,7 @@ import os
 import random
 import socket
 import subprocess
+from collections.abc import Mapping
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -45,6 +46,22 @@ def free_port_block(size: int = 10) -> int:
     raise RuntimeError("no free block of ports")
 
 
+def script_ports(env: Mapping[str, str]) -> dict[str, int]:
+    """The port of each part of a system that scripts/tarjotin.sh starts with `env`, as its `ports` command
+    prints them (gateway, issuer, the four services, reporting's readers): the layout lives in the script."""
+    printed = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "tarjotin.sh"), "ports"],
+        env=dict(env),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=30,
+        check=True,
+    ).stdout
+    return {name: int(port) for name, port in (line.split() for line in printed.splitlines())}
+
+
 def free_port() -> int:
     """One free port below the ephemeral range (see `free_port_block`)."""
     return free_port_block(1)
@@ -58,7 +75,7 @@ class System:
         self.readers = 1 if db == "sqlite" else 0  # scripts/tarjotin.sh's default
         self.bus = BusNamespace()
         self.pg_prefix = f"test_e2e_{short_id()}"
-        base = free_port_block()  # gateway on base, services +1 … +4, token issuer +5, reporting readers +6 …
+        base = free_port_block()  # the gateway on base, every other part above it (`tarjotin.sh ports`)
         self.gateway_port = base
         self.env = {
             **os.environ,
@@ -80,6 +97,7 @@ class System:
         self.env.pop("TARJOTIN_REPORTING_READERS", None)
         # Verify through the development issuer's JWKS (serving the tests' key), as `make run` does.
         self.env.pop("TARJOTIN_AUTH_PUBLIC_KEY_FILE", None)
+        self.ports = script_ports(self.env)
         self.url = f"http://127.0.0.1:{self.gateway_port}"
         self.log_dir = workdir / "run" / "log"
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.system import script_ports
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -93,3 +95,27 @@ def test_start_refuses_what_it_does_not_know_before_starting(tmp_path: Path, arg
     assert result.returncode == 1, result.stderr
     assert ("not --later" if args[2] == "--later" else "unknown service nosuch") in result.stderr
     assert not (tmp_path / "run" / "pids").exists(), "nothing may be started"
+
+
+def test_ports_prints_the_layout_up_uses_and_the_test_systems_read_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One place knows which port each part gets: the script; tests/support/system.py and the bench ask it."""
+    monkeypatch.setenv("TARJOTIN_PORT_BASE", "9000")
+    monkeypatch.setenv("TARJOTIN_GATEWAY_PORT", "9100")
+    printed = run_script(tmp_path, "2", "ports")
+    assert printed.returncode == 0, printed.stderr
+    expected = {
+        "gateway": 9100,
+        "issuer": 9005,
+        "catalogue": 9001,
+        "enrolment": 9002,
+        "billing": 9003,
+        "reporting": 9004,
+        "reader1": 9006,
+        "reader2": 9007,
+    }
+    assert printed.stdout.split() == [str(item) for pair in expected.items() for item in pair]
+    assert script_ports({**os.environ, "TARJOTIN_REPORTING_READERS": "2"}) == expected
+    without_readers = run_script(tmp_path, None, "ports", db="postgres").stdout.split()
+    assert "reader1" not in without_readers and without_readers[:2] == ["gateway", "9100"]
