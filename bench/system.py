@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from shared.bus import QueueNames
-from tests.support.system import free_port_block, script_ports
+from tests.support.system import script_ports, system_env
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICES = ("catalogue", "enrolment", "billing", "reporting")
@@ -29,24 +29,19 @@ class BenchSystem:
     def __init__(self, workdir: Path, db: str) -> None:
         tag = uuid.uuid4().hex[:8]
         self.db, self.workdir, self.pg_prefix = db, workdir, f"bench_{tag}"
-        base = free_port_block()  # the gateway on base, every other part above it (`tarjotin.sh ports`)
-        self.gateway_port = base
-        self.env = {
-            **os.environ,
-            "TARJOTIN_RUN_DIR": str(workdir / "run"),
-            "TARJOTIN_DATA_DIR": str(workdir / "data"),
-            "TARJOTIN_GATEWAY_PORT": str(self.gateway_port),
-            "TARJOTIN_PORT_BASE": str(base),
-            "TARJOTIN_DB": db,
-            "TARJOTIN_PG_URL": PG_URL,
-            "TARJOTIN_PG_DB_PREFIX": self.pg_prefix,
-            "TARJOTIN_EXCHANGE": f"bench.{tag}.events",
-            "TARJOTIN_QUEUE_PREFIX": f"bench.{tag}",
-            "TARJOTIN_DEMO": "0",
-            "TARJOTIN_LOG_LEVEL": "WARNING",
-        }
+        self.env = system_env(
+            workdir,
+            db,
+            pg_url=PG_URL,
+            pg_prefix=self.pg_prefix,
+            exchange=f"bench.{tag}.events",
+            queue_prefix=f"bench.{tag}",
+            TARJOTIN_LOG_LEVEL="WARNING",
+        )
+        ports = script_ports(self.env)
+        self.gateway_port = ports["gateway"]
         self.url = f"http://127.0.0.1:{self.gateway_port}"
-        self.issuer_url = f"http://127.0.0.1:{script_ports(self.env)['issuer']}"  # the development issuer
+        self.issuer_url = f"http://127.0.0.1:{ports['issuer']}"  # the development issuer
 
     def bearer(self, role: str = "network_admin", institution: str | None = None) -> dict[str, str]:
         """An Authorization header from the system's development token issuer."""

@@ -62,6 +62,29 @@ def script_ports(env: Mapping[str, str]) -> dict[str, int]:
     return {name: int(port) for name, port in (line.split() for line in printed.splitlines())}
 
 
+def system_env(
+    workdir: Path, db: str, *, pg_url: str, pg_prefix: str, exchange: str, queue_prefix: str, **settings: str
+) -> dict[str, str]:
+    """The environment for scripts/tarjotin.sh to run a private system: its own folders under `workdir`, a
+    free block of ports (the gateway at its base, the rest as `tarjotin.sh ports` says), databases named by
+    `pg_prefix` (PostgreSQL), its own exchange and queues, no demo data; `settings` adds TARJOTIN_* values."""
+    base = free_port_block()
+    return {
+        **os.environ,
+        "TARJOTIN_RUN_DIR": str(workdir / "run"),
+        "TARJOTIN_DATA_DIR": str(workdir / "data"),
+        "TARJOTIN_GATEWAY_PORT": str(base),
+        "TARJOTIN_PORT_BASE": str(base),
+        "TARJOTIN_DB": db,
+        "TARJOTIN_PG_URL": pg_url,
+        "TARJOTIN_PG_DB_PREFIX": pg_prefix,
+        "TARJOTIN_EXCHANGE": exchange,
+        "TARJOTIN_QUEUE_PREFIX": queue_prefix,
+        "TARJOTIN_DEMO": "0",
+        **settings,
+    }
+
+
 def free_port() -> int:
     """One free port below the ephemeral range (see `free_port_block`)."""
     return free_port_block(1)
@@ -75,22 +98,15 @@ class System:
         self.readers = 1 if db == "sqlite" else 0  # scripts/tarjotin.sh's default
         self.bus = BusNamespace()
         self.pg_prefix = f"test_e2e_{short_id()}"
-        base = free_port_block()  # the gateway on base, every other part above it (`tarjotin.sh ports`)
-        self.gateway_port = base
-        self.env = {
-            **os.environ,
-            "TARJOTIN_RUN_DIR": str(workdir / "run"),
-            "TARJOTIN_DATA_DIR": str(workdir / "data"),
-            "TARJOTIN_GATEWAY_PORT": str(self.gateway_port),
-            "TARJOTIN_PORT_BASE": str(base),
-            "TARJOTIN_DB": db,
-            "TARJOTIN_PG_URL": PG_URL,
-            "TARJOTIN_PG_DB_PREFIX": self.pg_prefix,
-            "TARJOTIN_EXCHANGE": self.bus.exchange,
-            "TARJOTIN_QUEUE_PREFIX": self.bus.prefix,
-            "TARJOTIN_RETRY_DELAYS_MS": "200,500,1000",
-            "TARJOTIN_DEMO": "0",
-        }
+        self.env = system_env(
+            workdir,
+            db,
+            pg_url=PG_URL,
+            pg_prefix=self.pg_prefix,
+            exchange=self.bus.exchange,
+            queue_prefix=self.bus.prefix,
+            TARJOTIN_RETRY_DELAYS_MS="200,500,1000",
+        )
         # The default number of read-only reporting API processes, as `make run` has it (decision 004): one
         # beside reporting's own on SQLite, so the end-to-end tests and the chaos test cover it; none on
         # PostgreSQL.
@@ -98,6 +114,7 @@ class System:
         # Verify through the development issuer's JWKS (serving the tests' key), as `make run` does.
         self.env.pop("TARJOTIN_AUTH_PUBLIC_KEY_FILE", None)
         self.ports = script_ports(self.env)
+        self.gateway_port = self.ports["gateway"]
         self.url = f"http://127.0.0.1:{self.gateway_port}"
         self.log_dir = workdir / "run" / "log"
 
