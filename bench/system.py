@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
 import uuid
 from datetime import date, timedelta
 from pathlib import Path
@@ -17,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from shared.bus import QueueNames
-from tests.support.system import script_ports, system_env
+from tests.support.system import run_tarjotin, script_ports, system_env
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICES = ("catalogue", "enrolment", "billing", "reporting")
@@ -51,14 +50,7 @@ class BenchSystem:
         return {"Authorization": f"Bearer {response.json()['access_token']}"}
 
     def script(self, *args: str) -> None:
-        subprocess.run(
-            ["bash", str(ROOT / "scripts" / "tarjotin.sh"), *args],
-            env=self.env,
-            cwd=ROOT,
-            check=True,
-            capture_output=True,
-            timeout=600,
-        )
+        run_tarjotin(self.env, *args, timeout=600).check_returncode()
 
     def up(self) -> None:
         self.script("up")

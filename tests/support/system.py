@@ -46,20 +46,26 @@ def free_port_block(size: int = 10) -> int:
     raise RuntimeError("no free block of ports")
 
 
-def script_ports(env: Mapping[str, str]) -> dict[str, int]:
-    """The port of each part of a system that scripts/tarjotin.sh starts with `env`, as its `ports` command
-    prints them (gateway, issuer, the four services, reporting's readers): the layout lives in the script."""
-    printed = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "tarjotin.sh"), "ports"],
+def run_tarjotin(env: Mapping[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """`scripts/tarjotin.sh ARGS` with `env`, from the project root, its output captured (not checked)."""
+    return subprocess.run(
+        ["bash", str(ROOT / "scripts" / "tarjotin.sh"), *args],
         env=dict(env),
         cwd=ROOT,
         capture_output=True,
         text=True,
         stdin=subprocess.DEVNULL,
-        timeout=30,
-        check=True,
-    ).stdout
-    return {name: int(port) for name, port in (line.split() for line in printed.splitlines())}
+        timeout=timeout,
+        check=False,
+    )
+
+
+def script_ports(env: Mapping[str, str]) -> dict[str, int]:
+    """The port of each part of a system that scripts/tarjotin.sh starts with `env`, as its `ports` command
+    prints them (gateway, issuer, the four services, reporting's readers): the layout lives in the script."""
+    printed = run_tarjotin(env, "ports", timeout=30)
+    printed.check_returncode()
+    return {name: int(port) for name, port in (line.split() for line in printed.stdout.splitlines())}
 
 
 def system_env(
@@ -119,14 +125,7 @@ class System:
         self.log_dir = workdir / "run" / "log"
 
     def script(self, *args: str, timeout: float = 300) -> None:
-        result = subprocess.run(
-            ["bash", str(ROOT / "scripts" / "tarjotin.sh"), *args],
-            env=self.env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+        result = run_tarjotin(self.env, *args, timeout=timeout)
         if result.returncode != 0:
             raise RuntimeError(f"tarjotin.sh {' '.join(args)} failed:\n{result.stderr[-3000:]}\n{self.logs_tail()}")
 

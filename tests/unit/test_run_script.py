@@ -12,9 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.system import script_ports
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.system import run_tarjotin, script_ports
 
 
 def run_script(tmp_path: Path, readers: str | None, *args: str, db: str = "sqlite") -> subprocess.CompletedProcess[str]:
@@ -27,15 +25,7 @@ def run_script(tmp_path: Path, readers: str | None, *args: str, db: str = "sqlit
     }
     if readers is None:
         del env["TARJOTIN_REPORTING_READERS"]
-    return subprocess.run(
-        ["bash", str(ROOT / "scripts" / "tarjotin.sh"), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        timeout=30,
-        check=False,
-    )
+    return run_tarjotin(env, *args, timeout=30)
 
 
 @pytest.mark.parametrize(
