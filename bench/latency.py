@@ -843,7 +843,7 @@ class ReportSeeder:
                 )
             )
         await self._write(rt.offerings, rows)
-        await self._raise_generation()
+        await self._roll_up_and_raise_generation()
 
     # -- enrolments
 
@@ -1026,20 +1026,18 @@ class ReportSeeder:
             vector[3] += total
         return [(*key, *vector) for key, vector in counts.items()]
 
-    async def _raise_generation(self) -> None:
-        """As the projections do with every change: the reporting API's cached answers are then outdated."""
-        sql = "UPDATE read_model_generation SET generation = generation + 1 WHERE id = 1"
-        if self.postgres:
-            conn = await asyncpg.connect(self._url().replace("postgresql+asyncpg:", "postgresql:"))
-            try:
-                await conn.execute(sql)
-            finally:
-                await conn.close()
-            return
+    async def _roll_up_and_raise_generation(self) -> None:
+        """Fill the per-institution roll-ups from the pair tables just written (`tables.fill_rollups`: what the
+        projections add to them, summed), then raise the generation as the projections do with every change:
+        the reporting API's cached answers are then outdated."""
         engine = create_async_engine(self._url(), connect_args={"timeout": 60})
         try:
             async with engine.begin() as conn:
-                await conn.exec_driver_sql(sql)
+                for table in rt.ROLLUPS:
+                    await conn.execute(table.delete())
+                for statement in rt.fill_rollups():
+                    await conn.execute(statement)
+                await conn.exec_driver_sql("UPDATE read_model_generation SET generation = generation + 1 WHERE id = 1")
         finally:
             await engine.dispose()
 
@@ -1062,7 +1060,7 @@ class ReportSeeder:
         await self._write(rt.invoices, invoices, clear=True)
         await self._write(rt.credit_notes, notes, clear=True)
         await self._write(rt.document_counts, self._document_counts(invoices, notes), clear=True)
-        await self._raise_generation()
+        await self._roll_up_and_raise_generation()
         written_s = time.time() - started
         await self._maintain()
         counts = {table.name: len(r) for table, r in counters.items()}

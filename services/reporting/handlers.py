@@ -25,18 +25,22 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.reporting import domain
 from services.reporting.tables import (
+    BILLING_SIDES,
     billing_counts,
     commitment_states,
     credit_notes,
     document_counts,
     enrolment_states,
     event_store,
+    home_counts,
     home_provider_counts,
+    institution_billing_counts,
     institutions,
     invoices,
     offering_counts,
     offering_home_counts,
     offerings,
+    provider_counts,
     read_model_generation,
 )
 from shared.db import insert_if_absent, upsert_if_newer
@@ -462,6 +466,8 @@ async def project_enrolment(conn: AsyncConnection, event: Envelope) -> None:
     offering_key = {"offering_id": facts.offering_id, **dims}
     offering_home_key = {"offering_id": facts.offering_id, "home_institution_id": facts.home_institution_id, **dims}
     home_key = {"home_institution_id": facts.home_institution_id, **dims}
+    provider_key = {"academic_year": facts.academic_year, "provider_id": facts.provider_id}
+    home_only_key = {"academic_year": facts.academic_year, "home_institution_id": facts.home_institution_id}
 
     contribution = domain.enrolment_contribution(new)  # now: a refusal fails this message, not the commit
 
@@ -472,6 +478,8 @@ async def project_enrolment(conn: AsyncConnection, event: Envelope) -> None:
             (offering_counts, offering_key, delta),
             (offering_home_counts, offering_home_key, delta),
             (home_provider_counts, home_key, delta),
+            (provider_counts, provider_key, delta),
+            (home_counts, home_only_key, delta),
         ]
 
     await advance_state_and_count(conn, enrolment_states, row, deltas)
@@ -508,7 +516,8 @@ async def project_commitment(conn: AsyncConnection, event: Envelope) -> None:
         if previous is not None:
             status, amount, charged = previous
             old = domain.CommitmentState(status, domain.to_cents(amount), domain.to_cents(charged))
-        return [(billing_counts, key, _difference(contribution, domain.commitment_contribution(old)))]
+        delta = _difference(contribution, domain.commitment_contribution(old))
+        return [(billing_counts, key, delta), *_billing_sides(key, delta)]
 
     await advance_state_and_count(conn, commitment_states, row, deltas)
 
@@ -551,7 +560,17 @@ async def project_credit_note(conn: AsyncConnection, event: Envelope) -> None:
 async def _count_document(conn: AsyncConnection, row: Mapping[str, Any], delta: Mapping[str, int]) -> None:
     """Documents never change: each counts once, when its row is first written."""
     key = {name: row[name] for name in ("academic_year", "payee_id", "payer_id")}
-    await add_to_counters(conn, document_counts, key, delta)
+    for table, counter_key, counted in [(document_counts, key, delta), *_billing_sides(key, delta)]:
+        await add_to_counters(conn, table, counter_key, counted)
+
+
+def _billing_sides(key: Mapping[str, Any], delta: Mapping[str, int]) -> Counted:
+    """A (year, payee, payer) counter `delta` in the roll-up: the payee's side as provider, the payer's as home."""
+    year = key["academic_year"]
+    return [
+        (institution_billing_counts, {"academic_year": year, "institution_id": key[party], "side": side}, dict(delta))
+        for party, side in zip(("payee_id", "payer_id"), BILLING_SIDES, strict=True)
+    ]
 
 
 def recorder(projections: Mapping[str, Projection]) -> Projection:

@@ -7,11 +7,19 @@ Three kinds of read model (see docs/decisions/007-reporting-read-models.md):
 - counter rows keyed by report dimensions, moved by the projections whenever a state changes. Their
   size is bounded by the catalogue and the number of institutions, never by the number of enrolments:
   `offering_counts`, `offering_home_counts`, `home_provider_counts` (same enrolment counters at three
-  grains), `billing_counts` (commitments) and `document_counts` (invoices and credit notes).
+  grains), `billing_counts` (commitments) and `document_counts` (invoices and credit notes);
+- roll-ups of the institution-pair tables per institution (`provider_counts`, `home_counts`,
+  `institution_billing_counts`), moved by the same projections in the same transaction. A pair table
+  grows towards institutions² rows a year as enrolments spread over the network; a report per
+  institution or per year reads the roll-up's one row per institution instead (`ROLLUPS` says how each
+  is derived from its pair tables, for the migration that adds them, the bench's seeder and the tests).
 
 `read_model_generation` is not a read model: the projections raise it in every transaction that may
 change a read model, so the API can keep answers until it moves (see `cache.py`).
 """
+
+from collections.abc import Callable
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -215,6 +223,82 @@ document_counts = sa.Table(
 """Invoices and credit notes per (year issued, payee, payer): the billing report without a period reads
 these instead of every document."""
 
+provider_counts = sa.Table(
+    "provider_counts",
+    metadata,
+    sa.Column("academic_year", sa.String(9), primary_key=True),
+    sa.Column("provider_id", sa.String(64), primary_key=True),
+    *_counters(ENROLMENT_COUNTERS),
+)
+"""`home_provider_counts` summed over home institutions: one row per (year, provider)."""
+
+home_counts = sa.Table(
+    "home_counts",
+    metadata,
+    sa.Column("academic_year", sa.String(9), primary_key=True),
+    sa.Column("home_institution_id", sa.String(64), primary_key=True),
+    *_counters(ENROLMENT_COUNTERS),
+)
+"""`home_provider_counts` summed over providers: one row per (year, home institution)."""
+
+BILLING_SIDES = ("as_provider", "as_home")
+"""`institution_billing_counts.side`: the institution as payee (provider) or as payer (home)."""
+
+institution_billing_counts = sa.Table(
+    "institution_billing_counts",
+    metadata,
+    sa.Column("academic_year", sa.String(9), primary_key=True),
+    sa.Column("institution_id", sa.String(64), primary_key=True),
+    sa.Column("side", sa.String(11), primary_key=True),
+    *_counters(BILLING_COUNTERS),
+    *_counters(DOCUMENT_COUNTERS),
+    sa.Index("ix_institution_billing_counts_institution", "institution_id", "academic_year"),
+)
+"""`billing_counts` and `document_counts` summed per (year, institution, side): as payee, as payer."""
+
+
+def _summed(query: sa.Select[Any], columns: tuple[str, ...], source: sa.FromClause) -> sa.Select[Any]:
+    return query.add_columns(*(sa.func.sum(source.c[name]).label(name) for name in columns))
+
+
+def _enrolment_rollup(key: str) -> sa.Select[Any]:
+    pairs = home_provider_counts
+    keys = (pairs.c.academic_year, pairs.c[key])
+    return _summed(sa.select(*keys), ENROLMENT_COUNTERS, pairs).group_by(*keys)
+
+
+def _billing_rollup() -> sa.Select[Any]:
+    measures = (*BILLING_COUNTERS, *DOCUMENT_COUNTERS)
+    parts = []
+    for side, party in zip(BILLING_SIDES, ("payee_id", "payer_id"), strict=True):
+        for table in (billing_counts, document_counts):
+            values = (table.c[n] if n in table.c else sa.literal(0, sa.BigInteger) for n in measures)
+            parts.append(
+                sa.select(
+                    table.c.academic_year,
+                    table.c[party].label("institution_id"),
+                    sa.literal(side, sa.String).label("side"),
+                    *(value.label(name) for value, name in zip(values, measures, strict=True)),
+                )
+            )
+    rows = sa.union_all(*parts).subquery("sides")
+    keys = (rows.c.academic_year, rows.c.institution_id, rows.c.side)
+    return _summed(sa.select(*keys), measures, rows).group_by(*keys)
+
+
+ROLLUPS: dict[sa.Table, Callable[[], sa.Select[Any]]] = {
+    provider_counts: lambda: _enrolment_rollup("provider_id"),
+    home_counts: lambda: _enrolment_rollup("home_institution_id"),
+    institution_billing_counts: _billing_rollup,
+}
+"""Each roll-up table and the query that derives its rows from the pair tables (columns in table order)."""
+
+
+def fill_rollups() -> list[sa.Insert]:
+    """Statements that fill the (empty) roll-up tables from the pair tables."""
+    return [table.insert().from_select(list(table.c.keys()), query()) for table, query in ROLLUPS.items()]
+
+
 read_model_generation = sa.Table(
     "read_model_generation",
     metadata,
@@ -234,6 +318,7 @@ READ_MODELS = (
     *ENROLMENT_COUNT_TABLES,
     billing_counts,
     document_counts,
+    *ROLLUPS,
     projection_state,
 )
 """Everything `rebuild` clears and projects again from `event_store`."""

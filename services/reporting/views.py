@@ -1,8 +1,9 @@
 """Report queries over the read models.
 
 Every report reads counter rows (whose number depends on the catalogue and the institutions, not on
-the number of enrolments) plus the small reference tables; only the follow-up list reads per-enrolment
-rows, through an index on (home institution, follow-up flag, year). JSON answers are paginated;
+the number of enrolments; per institution or per year the roll-ups, whose rows do not even grow as
+enrolments spread over more institution pairs) plus the small reference tables; only the follow-up
+list reads per-enrolment rows, through an index on (home institution, follow-up flag, year). JSON answers are paginated;
 `page=None` returns every row (CSV and XLSX exports).
 
 Institution scope (`scope=`, set by the HTTP layer for counsellors, provider staff and finance): a
@@ -34,12 +35,15 @@ from services.reporting.tables import (
     credit_notes,
     document_counts,
     enrolment_states,
+    home_counts,
     home_provider_counts,
+    institution_billing_counts,
     institutions,
     invoices,
     offering_counts,
     offering_home_counts,
     offerings,
+    provider_counts,
 )
 from shared.errors import Invalid, NotFound
 from shared.http import Page
@@ -201,11 +205,14 @@ def _enrolment_filters(table: sa.FromClause, f: Filters) -> list[sa.ColumnElemen
     return where
 
 
-def _counter_table(*, offering: bool, home: bool) -> sa.Table:
-    """The smallest counter table that has the dimensions a report needs."""
+def _counter_table(*, offering: bool, home: bool, provider: bool) -> sa.Table:
+    """The smallest counter table that has the dimensions a report needs: per offering (the provider comes
+    with it), per institution pair, or per provider or home institution alone (a roll-up of the pairs)."""
     if offering:
         return offering_home_counts if home else offering_counts
-    return home_provider_counts
+    if home and provider:
+        return home_provider_counts
+    return home_counts if home else provider_counts
 
 
 def _one_row_per_key(src: sa.FromClause, key_name: str, f: Filters) -> bool:
@@ -231,16 +238,17 @@ def _party(table: sa.FromClause, scope: str) -> sa.ColumnElement[bool]:
     return sa.or_(table.c.provider_id == scope, table.c.home_institution_id == scope)
 
 
-def _counter_source(*, offering: bool, home: bool, scope: str | None) -> sa.FromClause:
-    """The counters a report reads: the smallest table with its dimensions, or, for an institution's staff,
-    only the figures of enrolments that institution is a party to (see the module docstring).
+def _counter_source(*, offering: bool, home: bool, provider: bool, scope: str | None) -> sa.FromClause:
+    """The counters a report reads: the smallest table with its dimensions (`provider`: whether it needs the
+    provider without the offering), or, for an institution's staff, only the figures of enrolments that
+    institution is a party to (see the module docstring).
 
     Scoped, the rows come from a pair table (provider × home institution) so the party condition applies
     before anything is summed; per offering without the home dimension, each offering's row is then the
     sum of the caller's part of it: the whole offering for its provider, the caller's students otherwise.
     """
     if scope is None:
-        return _counter_table(offering=offering, home=home)
+        return _counter_table(offering=offering, home=home, provider=provider)
     pairs = offering_home_counts if offering else home_provider_counts
     if home or not offering:
         return sa.select(pairs).where(_party(pairs, scope)).subquery("scoped")
@@ -266,7 +274,7 @@ async def participants(
         raise Invalid(f"group_by {group_by!r} is not one of {', '.join(PARTICIPANT_GROUPS)}.")
     if group_by == "home_institution":
         return await _participants_by_home(conn, f, page, scope)
-    src = _counter_source(offering=True, home=f.home_institution is not None, scope=scope)
+    src = _counter_source(offering=True, home=f.home_institution is not None, provider=True, scope=scope)
     where = _enrolment_filters(src, f)
     joined = src.outerjoin(offerings, offerings.c.id == src.c.offering_id)
     query = (
@@ -358,7 +366,8 @@ async def _participants_by_home(conn: AsyncConnection, f: Filters, page: Page | 
     Scoped to an institution: its own line (its students in every other institution's courses), and a
     line per other home institution counting only that institution's students in the scope's courses.
     """
-    src = _counter_source(offering=f.offering_id is not None, home=True, scope=scope)
+    # by provider too: it leaves out each home institution's own courses and counts the providers
+    src = _counter_source(offering=f.offering_id is not None, home=True, provider=True, scope=scope)
     where = [*_enrolment_filters(src, f), src.c.provider_id != src.c.home_institution_id]
     home = src.c.home_institution_id
     query = (
@@ -421,7 +430,8 @@ async def completions(
         raise Invalid(f"group_by {group_by!r} is not one of {', '.join(COMPLETION_GROUPS)}.")
     needs_offering = group_by in ("offering", "subject") or f.offering_id is not None or f.subject is not None
     needs_home = group_by == "home_institution" or f.home_institution is not None
-    src = _counter_source(offering=needs_offering, home=needs_home, scope=scope)
+    needs_provider = group_by == "provider" or f.provider is not None
+    src = _counter_source(offering=needs_offering, home=needs_home, provider=needs_provider, scope=scope)
     where = _enrolment_filters(src, f)
     source: sa.FromClause = src
     if group_by == "subject" or f.subject is not None:
@@ -557,9 +567,11 @@ async def _billing_sides(
 ) -> tuple[dict[str, dict[str, dict[str, int]]], dict[str, int]]:
     """Sums per payee (`as_provider`) and per payer (`as_home`), and the totals, in one statement.
 
-    Each side reads its rows through an index (the year's rows, or one institution's), never the same
-    rows twice: the totals are the sum of every payee's line, or for one institution its two sides less
-    the rows where it is both payee and payer (its own students in its own courses), counted in each.
+    Without a period both sides come from the per-institution roll-up (`institution_billing_counts`); for
+    a period, from the pair counters of commitments and the documents issued in it. Each reads its rows
+    through an index (the year's rows, or one institution's), never the same rows twice: the totals are
+    the sum of every payee's line, or for one institution its two sides less the rows where it is both
+    payee and payer (its own students in its own courses, from the pair tables), counted in each.
     """
 
     def part(
@@ -569,12 +581,23 @@ async def _billing_sides(
         query = sa.select(sa.literal(side).label("side"), key.label("institution"), *columns)
         return query.where(*nothing, *where).group_by(key)
 
+    mine = institution is not None
     parts = []
+    if bounds == (None, None):
+        # Both sides from the per-institution roll-up: one row per (year, institution, side), however many
+        # pairs of institutions there are.
+        rolled = institution_billing_counts
+        where = [rolled.c.academic_year == year] if year else []
+        if mine:
+            where.append(rolled.c.institution_id == institution)
+        keys = (rolled.c.side, rolled.c.institution_id)
+        summed = (sa.func.sum(rolled.c[n]).label(n) for n in BILLING_MEASURES)
+        parts.append(sa.select(*keys, *summed).where(*nothing, *where).group_by(*keys))
     for table, measures, where in _billing_sources(year, bounds):
         payee, payer = table.c.payee_id, table.c.payer_id
-        mine = institution is not None
-        parts.append(part("as_provider", payee, measures, [*where, *([payee == institution] if mine else [])]))
-        parts.append(part("as_home", payer, measures, [*where, *([payer == institution] if mine else [])]))
+        if bounds != (None, None):
+            parts.append(part("as_provider", payee, measures, [*where, *([payee == institution] if mine else [])]))
+            parts.append(part("as_home", payer, measures, [*where, *([payer == institution] if mine else [])]))
         if mine:
             parts.append(part("self", payee, measures, [*where, payee == institution, payer == institution]))
     sides: dict[str, dict[str, dict[str, int]]] = defaultdict(lambda: {"as_provider": {}, "as_home": {}})
@@ -611,9 +634,10 @@ async def billing(
 ) -> Report:
     """Per institution: owed to it (as provider) and owed by it (as home); money exact to the cent.
 
-    Reads the (year, payee, payer) counter rows of commitments and of invoices and credit notes (or, for
-    a period, the documents issued in it), summed in SQL per side in one statement: the answer's cost
-    depends on the number of institution pairs, not of commitments or documents.
+    Reads the per-(year, institution, side) roll-up of the counters of commitments, invoices and credit
+    notes (or, for a period, the (year, payee, payer) commitment counters and the documents issued in
+    it), summed in SQL per side in one statement: the answer's cost depends on the number of
+    institutions (for a period, of institution pairs and documents), not of commitments.
 
     Scoped to an institution (its finance staff): only its own line, and totals over the commitments,
     invoices and credit notes it is payee or payer of, exactly as `institution=` that institution; an

@@ -10,6 +10,7 @@ The scenario (academic year 2026-2027 unless said):
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,6 +21,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.reporting import tables, views
@@ -53,7 +55,8 @@ from shared.events import (
     new_event,
 )
 from shared.http import Page
-from tests.support.infra import database, migrate
+from shared.migrate import alembic_config
+from tests.support.infra import ROOT, database, migrate
 
 pytestmark = pytest.mark.integration
 YEAR = "2026-2027"
@@ -338,7 +341,13 @@ async def all_reports(engine: AsyncEngine, homes: tuple[str, ...] = ("sakky", "k
             out[f"participants-home/{year}"] = (await views.participants(conn, f, "home_institution", ALL)).body
             for group in views.COMPLETION_GROUPS:
                 out[f"completions/{group}/{year}"] = (await views.completions(conn, f, group, ALL)).body
+            for provider, home in (("sakky", None), (None, "kao"), ("sakky", "kao")):
+                narrowed = views.Filters(academic_year=year, provider=provider, home_institution=home)
+                for group in ("provider", "home_institution", "academic_year"):
+                    key = f"completions/{group}/{year}/{provider}/{home}"
+                    out[key] = (await views.completions(conn, narrowed, group, ALL)).body
             out[f"billing/{year}"] = (await views.billing(conn, f, None, None, None, ALL)).body
+            out[f"billing/kao/{year}"] = (await views.billing(conn, f, "kao", None, None, ALL)).body
             out[f"supply-demand/{year}"] = (await views.supply_demand(conn, f, None, ALL)).body
             out[f"supply-demand-period/{year}"] = (await views.supply_demand(conn, f, "period,region", ALL)).body
             for home in homes:
@@ -511,8 +520,22 @@ def test_only_a_counter_table_keyed_by_the_group_alone_is_read_without_grouping(
     assert not views._one_row_per_key(tables.offering_home_counts, "offering_id", year)
     assert views._one_row_per_key(tables.offering_home_counts, "offering_id", views.Filters(home_institution="kao"))
     assert not views._one_row_per_key(tables.home_provider_counts, "home_institution_id", year)
-    scoped = views._counter_source(offering=True, home=False, scope="kao")
+    assert views._one_row_per_key(tables.provider_counts, "provider_id", year)
+    assert not views._one_row_per_key(tables.provider_counts, "academic_year", views.Filters())
+    scoped = views._counter_source(offering=True, home=False, provider=True, scope="kao")
     assert not views._one_row_per_key(scoped, "offering_id", year)
+
+
+def test_reports_per_institution_or_year_read_the_roll_ups_and_pairs_only_when_both_are_needed() -> None:
+    table = views._counter_table
+    assert table(offering=False, home=False, provider=True) is tables.provider_counts
+    assert table(offering=False, home=False, provider=False) is tables.provider_counts  # per year
+    assert table(offering=False, home=True, provider=False) is tables.home_counts
+    assert table(offering=False, home=True, provider=True) is tables.home_provider_counts
+    assert table(offering=True, home=False, provider=False) is tables.offering_counts
+    # scoped to an institution: always the pairs, whatever the grouping
+    scoped = views._counter_source(offering=False, home=False, provider=True, scope="kao")
+    assert "home_institution_id" in scoped.c and "provider_id" in scoped.c
 
 
 async def test_billing_per_institution_as_provider_and_as_home_to_the_cent(engine: AsyncEngine) -> None:
@@ -571,6 +594,57 @@ async def test_billing_per_institution_as_provider_and_as_home_to_the_cent(engin
         "300.00",
         "60.00",
     )
+
+
+async def _rollups_and_their_sums(engine: AsyncEngine) -> dict[str, tuple[list[Any], list[Any]]]:
+    """Per roll-up table: its rows, and the rows its query derives from the pair tables (both sorted)."""
+    out = {}
+    async with engine.connect() as conn:
+        for table, query in tables.ROLLUPS.items():
+            held = sorted(tuple(row) for row in await conn.execute(sa.select(table)))
+            rows = await conn.execute(query())  # PostgreSQL's sum of bigints is a numeric
+            derived = sorted(tuple(int(v) if isinstance(v, Decimal) else v for v in row) for row in rows)
+            out[table.name] = (held, derived)
+    return out
+
+
+async def test_the_projections_keep_each_roll_up_the_sum_of_its_pair_tables(engine: AsyncEngine) -> None:
+    events = scenario().events
+    await feed(engine, events[: len(events) // 2])
+    async with engine.begin() as conn:  # the rest as one consumer batch: the deltas summed per row at commit
+        for event in events[len(events) // 2 :]:
+            await SUBSCRIPTIONS["#"](conn, event)
+    found = await _rollups_and_their_sums(engine)
+    for name, (held, derived) in found.items():
+        assert held == derived, name
+    assert {name: len(held) for name, (held, _) in found.items()} == {
+        "provider_counts": 3,  # sakky and kao in 2026-2027, sakky in 2027-2028
+        "home_counts": 4,
+        "institution_billing_counts": 7,  # 2026-2027: edupoli as payer only, kao and sakky both ways; 2027-2028: two
+    }
+    # the statements that fill them from the pairs (the bench's seeder) give the same rows
+    async with engine.begin() as conn:
+        for table in tables.ROLLUPS:
+            await conn.execute(table.delete())
+        for statement in tables.fill_rollups():
+            await conn.execute(statement)
+    assert await _rollups_and_their_sums(engine) == found
+
+
+async def test_the_migration_that_adds_the_roll_ups_fills_them_from_the_pairs(db_kind: str, tmp_path: Path) -> None:
+    async with database(db_kind, tmp_path, "rollups") as url:
+        await migrate("reporting", url)
+        engine = make_engine(url)
+        try:
+            await feed(engine, scenario().events)
+            projected = await _rollups_and_their_sums(engine)
+            config = alembic_config(ROOT / "services" / "reporting" / "migrations", url)
+            await asyncio.to_thread(command.downgrade, config, "0003")
+            await asyncio.to_thread(command.upgrade, config, "head")
+            assert await _rollups_and_their_sums(engine) == projected
+            assert all(held for held, _ in projected.values())
+        finally:
+            await engine.dispose()
 
 
 async def test_supply_and_demand_by_subject_level_region_and_period(engine: AsyncEngine) -> None:
