@@ -192,66 +192,46 @@ offering_home_counts = sa.Table(
     sa.Index("ix_offering_home_counts_year_provider", "academic_year", "provider_id"),
 )
 
-home_provider_counts = sa.Table(
-    "home_provider_counts",
-    metadata,
-    sa.Column("academic_year", sa.String(9), primary_key=True),
-    sa.Column("home_institution_id", sa.String(64), primary_key=True),
-    sa.Column("provider_id", sa.String(64), primary_key=True),
-    *_counters(ENROLMENT_COUNTERS),
-)
 
-billing_counts = sa.Table(
+def _yearly(name: str, keys: dict[str, int], counters: tuple[str, ...], *indexes: sa.Index) -> sa.Table:
+    """A counter table keyed by academic year and `keys` (text columns of the given lengths), in that order."""
+    key_columns = (sa.Column(key, sa.String(length), primary_key=True) for key, length in keys.items())
+    year = sa.Column("academic_year", sa.String(9), primary_key=True)
+    return sa.Table(name, metadata, year, *key_columns, *_counters(counters), *indexes)
+
+
+INSTITUTION = 64
+home_provider_counts = _yearly(
+    "home_provider_counts", {"home_institution_id": INSTITUTION, "provider_id": INSTITUTION}, ENROLMENT_COUNTERS
+)
+billing_counts = _yearly(
     "billing_counts",
-    metadata,
-    sa.Column("academic_year", sa.String(9), primary_key=True),
-    sa.Column("payee_id", sa.String(64), primary_key=True),
-    sa.Column("payer_id", sa.String(64), primary_key=True),
-    *_counters(BILLING_COUNTERS),
+    {"payee_id": INSTITUTION, "payer_id": INSTITUTION},
+    BILLING_COUNTERS,
     sa.Index("ix_billing_counts_payer", "payer_id", "academic_year"),
 )
-
-document_counts = sa.Table(
+document_counts = _yearly(
     "document_counts",
-    metadata,
-    sa.Column("academic_year", sa.String(9), primary_key=True),
-    sa.Column("payee_id", sa.String(64), primary_key=True),
-    sa.Column("payer_id", sa.String(64), primary_key=True),
-    *_counters(DOCUMENT_COUNTERS),
+    {"payee_id": INSTITUTION, "payer_id": INSTITUTION},
+    DOCUMENT_COUNTERS,
     sa.Index("ix_document_counts_payer", "payer_id", "academic_year"),
 )
-"""Invoices and credit notes per (year issued, payee, payer): the billing report without a period reads
-these instead of every document."""
+"""Invoices and credit notes per (year issued, payee, payer): the billing report for a period reads the
+documents themselves; without one, the roll-up of these (and of `billing_counts`) below."""
 
-provider_counts = sa.Table(
-    "provider_counts",
-    metadata,
-    sa.Column("academic_year", sa.String(9), primary_key=True),
-    sa.Column("provider_id", sa.String(64), primary_key=True),
-    *_counters(ENROLMENT_COUNTERS),
-)
+provider_counts = _yearly("provider_counts", {"provider_id": INSTITUTION}, ENROLMENT_COUNTERS)
 """`home_provider_counts` summed over home institutions: one row per (year, provider)."""
 
-home_counts = sa.Table(
-    "home_counts",
-    metadata,
-    sa.Column("academic_year", sa.String(9), primary_key=True),
-    sa.Column("home_institution_id", sa.String(64), primary_key=True),
-    *_counters(ENROLMENT_COUNTERS),
-)
+home_counts = _yearly("home_counts", {"home_institution_id": INSTITUTION}, ENROLMENT_COUNTERS)
 """`home_provider_counts` summed over providers: one row per (year, home institution)."""
 
 BILLING_SIDES = ("as_provider", "as_home")
 """`institution_billing_counts.side`: the institution as payee (provider) or as payer (home)."""
 
-institution_billing_counts = sa.Table(
+institution_billing_counts = _yearly(
     "institution_billing_counts",
-    metadata,
-    sa.Column("academic_year", sa.String(9), primary_key=True),
-    sa.Column("institution_id", sa.String(64), primary_key=True),
-    sa.Column("side", sa.String(11), primary_key=True),
-    *_counters(BILLING_COUNTERS),
-    *_counters(DOCUMENT_COUNTERS),
+    {"institution_id": INSTITUTION, "side": 11},
+    (*BILLING_COUNTERS, *DOCUMENT_COUNTERS),
     sa.Index("ix_institution_billing_counts_institution", "institution_id", "academic_year"),
 )
 """`billing_counts` and `document_counts` summed per (year, institution, side): as payee, as payer."""
