@@ -465,9 +465,9 @@ async def project_enrolment(conn: AsyncConnection, event: Envelope) -> None:
     dims = {"provider_id": facts.provider_id, "academic_year": facts.academic_year}
     offering_key = {"offering_id": facts.offering_id, **dims}
     offering_home_key = {"offering_id": facts.offering_id, "home_institution_id": facts.home_institution_id, **dims}
-    home_key = {"home_institution_id": facts.home_institution_id, **dims}
+    pair_key = {"home_institution_id": facts.home_institution_id, **dims}
     provider_key = {"academic_year": facts.academic_year, "provider_id": facts.provider_id}
-    home_only_key = {"academic_year": facts.academic_year, "home_institution_id": facts.home_institution_id}
+    home_key = {"academic_year": facts.academic_year, "home_institution_id": facts.home_institution_id}
 
     contribution = domain.enrolment_contribution(new)  # now: a refusal fails this message, not the commit
 
@@ -477,9 +477,9 @@ async def project_enrolment(conn: AsyncConnection, event: Envelope) -> None:
         return [
             (offering_counts, offering_key, delta),
             (offering_home_counts, offering_home_key, delta),
-            (home_provider_counts, home_key, delta),
+            (home_provider_counts, pair_key, delta),
             (provider_counts, provider_key, delta),
-            (home_counts, home_only_key, delta),
+            (home_counts, home_key, delta),
         ]
 
     await advance_state_and_count(conn, enrolment_states, row, deltas)

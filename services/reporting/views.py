@@ -3,8 +3,8 @@
 Every report reads counter rows (whose number depends on the catalogue and the institutions, not on
 the number of enrolments; per institution or per year the roll-ups, whose rows do not even grow as
 enrolments spread over more institution pairs) plus the small reference tables; only the follow-up
-list reads per-enrolment rows, through an index on (home institution, follow-up flag, year). JSON answers are paginated;
-`page=None` returns every row (CSV and XLSX exports).
+list reads per-enrolment rows, through an index on (home institution, follow-up flag, year). JSON
+answers are paginated; `page=None` returns every row (CSV and XLSX exports).
 
 Institution scope (`scope=`, set by the HTTP layer for counsellors, provider staff and finance): a
 school's staff see only the figures of enrolments and commitments *their institution is a party to*,
