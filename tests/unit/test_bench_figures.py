@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from bench.drive import collector_paused, read_response
+from bench.latency import Answer, Ask, Pass, merged
 from bench.run import REPEAT_FIGURES, floor_cpu_per_completion, median_run, system_runs, table, where_cpu_goes
 from bench.system import busy_share, cpu_by_part
 from bench.toggle import order
@@ -149,3 +150,17 @@ def test_the_drivers_read_responses_one_after_another_on_one_connection() -> Non
         b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     )
     assert _responses(raw) == [(201, b'{"a":1}', False), (200, b"abcdefg", False), (503, b"", True)]
+
+
+def test_the_cold_report_passes_count_as_one_with_every_request_and_the_mean_cpu() -> None:
+    def run(latencies: list[float], wall_s: float, cpu: float, by_process: dict[str, float]) -> Pass:
+        asks = [Ask("billing", f"/api/reports/billing?n={i}") for i in range(len(latencies))]
+        return Pass(asks, [Answer(ms, 200, b"") for ms in latencies], wall_s, {"all": cpu}, by_process)
+
+    first = run([1.0, 2.0, 90.0], 0.5, 3.0, {"reporting-all": 2.0, "gateway": 1.0})
+    second = run([1.0, 3.0, 5.0], 0.25, 2.0, {"reporting-all": 2.0})
+    both = merged([first, second])
+    assert [answer.latency_ms for answer in both.answers] == [1.0, 2.0, 90.0, 1.0, 3.0, 5.0]
+    assert [ask.path for ask in both.asks] == [ask.path for ask in first.asks + second.asks]
+    assert both.wall_s == 0.75 and both.cpu_ms == {"all": 2.5}
+    assert both.cpu_by_process == {"reporting-all": 2.0, "gateway": 0.5}  # not seen in a pass: none spent there
