@@ -110,7 +110,15 @@ enrolment_states = sa.Table(
     sa.Column("prev_status", sa.String(30), nullable=True),
     sa.Column("prev_late", sa.Boolean, nullable=True),
     sa.Column("prev_credits_centi", sa.Integer, nullable=True),
-    sa.Index("ix_enrolment_states_follow_up", "home_institution_id", "follow_up", "academic_year", "status_at"),
+    # The follow-up list's whole order (newest first, ties by id) comes from the index: a page reads its rows only.
+    sa.Index(
+        "ix_enrolment_states_follow_up",
+        "home_institution_id",
+        "follow_up",
+        "academic_year",
+        "status_at",
+        "enrolment_id",
+    ),
 )
 
 commitment_states = sa.Table(

@@ -810,9 +810,10 @@ async def supply_demand(conn: AsyncConnection, f: Filters, group_by: str | None,
 # --- follow-up ------------------------------------------------------------------------------------
 
 
-async def follow_up(conn: AsyncConnection, institution_id: str, f: Filters, page: Page | None) -> Report:
-    """A home institution's failed, interrupted and late-withdrawn enrolments, newest first."""
-    domain.check_academic_year(f.academic_year)
+def follow_up_list(institution_id: str, f: Filters) -> tuple[sa.Select[Any], list[sa.ColumnElement[bool]]]:
+    """The follow-up rows, newest first and ties by enrolment id (descending too): the order of the index
+    `ix_enrolment_states_follow_up` read backwards, so a page reads its own rows and sorts nothing. Also
+    the conditions, for the count."""
     es = enrolment_states
     where = [es.c.home_institution_id == institution_id, es.c.follow_up == sa.true()]
     if f.academic_year:
@@ -823,8 +824,16 @@ async def follow_up(conn: AsyncConnection, institution_id: str, f: Filters, page
         sa.select(es, offerings.c.title)
         .select_from(es.outerjoin(offerings, offerings.c.id == es.c.offering_id))
         .where(*where)
-        .order_by(es.c.status_at.desc(), es.c.enrolment_id)
+        .order_by(es.c.status_at.desc(), es.c.enrolment_id.desc())
     )
+    return query, where
+
+
+async def follow_up(conn: AsyncConnection, institution_id: str, f: Filters, page: Page | None) -> Report:
+    """A home institution's failed, interrupted and late-withdrawn enrolments, newest first."""
+    domain.check_academic_year(f.academic_year)
+    es = enrolment_states
+    query, where = follow_up_list(institution_id, f)
     # The count apart: it reads the index alone, where a window would read every follow-up row in full.
     rows = (await conn.execute(_paged(query, page))).all()
     total = int((await conn.execute(sa.select(sa.func.count()).select_from(es).where(*where))).scalar_one())

@@ -711,6 +711,22 @@ def test_only_plain_words_are_written_into_a_statement() -> None:
             views._text_constant(word)
 
 
+async def test_a_follow_up_page_comes_in_the_index_order_with_nothing_to_sort(engine: AsyncEngine) -> None:
+    """With sorting made as dear as the planner allows, the plan still has no sort: the index gives the order
+    (without the enrolment id in it, PostgreSQL read every row tied with the page's last; SQLite sorted)."""
+    query, _ = views.follow_up_list("kao", views.Filters(academic_year=YEAR))
+    sql = str(query.limit(50).offset(50).compile(engine.sync_engine, compile_kwargs={"literal_binds": True}))
+    async with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            await conn.exec_driver_sql("SET enable_sort = off")
+            await conn.exec_driver_sql("SET enable_seqscan = off")
+            plan = "\n".join(row[0] for row in await conn.exec_driver_sql(f"EXPLAIN {sql}"))
+            assert "Sort" not in plan and "ix_enrolment_states_follow_up" in plan, plan
+        else:
+            plan = "\n".join(row[-1] for row in await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}"))
+            assert "TEMP B-TREE" not in plan and "ix_enrolment_states_follow_up" in plan, plan
+
+
 async def test_follow_up_lists_failed_interrupted_and_late_withdrawn_students_pseudonymously(
     engine: AsyncEngine,
 ) -> None:
