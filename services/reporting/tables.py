@@ -18,7 +18,6 @@ Three kinds of read model (see docs/decisions/007-reporting-read-models.md):
 change a read model, so the API can keep answers until it moves (see `cache.py`).
 """
 
-from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -274,17 +273,17 @@ def _billing_rollup() -> sa.Select[Any]:
     return _summed(sa.select(*keys), measures, rows).group_by(*keys)
 
 
-ROLLUPS: dict[sa.Table, Callable[[], sa.Select[Any]]] = {
-    provider_counts: lambda: _enrolment_rollup("provider_id"),
-    home_counts: lambda: _enrolment_rollup("home_institution_id"),
-    institution_billing_counts: _billing_rollup,
+ROLLUPS: dict[sa.Table, sa.Select[Any]] = {
+    provider_counts: _enrolment_rollup("provider_id"),
+    home_counts: _enrolment_rollup("home_institution_id"),
+    institution_billing_counts: _billing_rollup(),
 }
 """Each roll-up table and the query that derives its rows from the pair tables (columns in table order)."""
 
 
 def fill_rollups() -> list[sa.Insert]:
     """Statements that fill the (empty) roll-up tables from the pair tables."""
-    return [table.insert().from_select(list(table.c.keys()), query()) for table, query in ROLLUPS.items()]
+    return [table.insert().from_select(list(table.c.keys()), query) for table, query in ROLLUPS.items()]
 
 
 read_model_generation = sa.Table(

@@ -602,7 +602,7 @@ async def _rollups_and_their_sums(engine: AsyncEngine) -> dict[str, tuple[list[A
     async with engine.connect() as conn:
         for table, query in tables.ROLLUPS.items():
             held = sorted(tuple(row) for row in await conn.execute(sa.select(table)))
-            rows = await conn.execute(query())  # PostgreSQL's sum of bigints is a numeric
+            rows = await conn.execute(query)  # PostgreSQL's sum of bigints is a numeric
             derived = sorted(tuple(int(v) if isinstance(v, Decimal) else v for v in row) for row in rows)
             out[table.name] = (held, derived)
     return out
