@@ -1,10 +1,10 @@
 """Where an event's time goes: per hop, from the services' own outbox and inbox rows.
 
-Every outbox row keeps `created_at` (staged in the producer's transaction) and `published_at` (when the
-relay marked it sent, after the broker's confirm: with the next read, so a little later); every inbox row
+Every outbox row keeps `created_at` (staged in the producer's transaction) and `published_at` (the broker's confirm of
+its publish, which the relay writes with its next read); every inbox row
 keeps `processed_at` (the consumer's transaction began). So for each event staged in a time window:
 
-    marked   = published_at − created_at          (waiting in the outbox, publish, confirm, mark)
+    marked   = published_at − created_at          (waiting in the outbox, publish, confirm)
     handled  = inbox.processed_at − created_at    (staged → the consuming service's batch begins), per consumer
 
 A consumer often begins before the relay has marked the event (the message does not wait for the mark).

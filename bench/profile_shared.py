@@ -6,9 +6,9 @@
 - envelope: `Envelope.to_json` / `from_json` of a typical event (µs each).
 - consumer: N events queued in RabbitMQ, then a `Consumer` with a no-op handler drains them (inbox,
   one transaction per batch, acks, metrics); µs of this process's CPU per message, at the default
-  batch (50) and with batches of 5 (as under a trickle of traffic).
+  batch (50), with batches of 5 (a trickle of traffic) and of 1 (what the saga's consumers see at 100/s).
 - relay: N events staged in the outbox, then a `Relay` publishes them with confirms and marks them;
-  µs per message at the default batch (500) and with batches of 5.
+  µs per message at the default batch (500) and with batches of 5 and of 1.
 - idle: an idle relay with the split-mode poll (20 ms) for a few seconds: ms of CPU per second.
 - http: a trivial route called straight through ASGI (no sockets) on the app `make_api` builds
   (middlewares, problem handlers, auth) and on a bare FastAPI app with the same routes; µs per request.
@@ -315,12 +315,12 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             out["http"] = {k: round(statistics.median(r[k] for r in runs), 1) for k in runs[0]}
         for kind in args.db.split(","):
             if "consumer" in only:
-                for batch in (50, 5):
+                for batch in (50, 5, 1):
                     out[f"consumer_{kind}_batch{batch}_us_per_msg"] = await _median(
                         args.repeat, functools.partial(consumer_figure, kind, tmp, args.n, batch)
                     )
             if "relay" in only:
-                for batch in (500, 5):
+                for batch in (500, 5, 1):
                     out[f"relay_{kind}_batch{batch}_us_per_msg"] = await _median(
                         args.repeat, functools.partial(relay_figure, kind, tmp, args.n, batch)
                     )

@@ -18,7 +18,6 @@ from shared import idempotency
 from shared.audit import audit_router
 from shared.auth import verifier_from_settings
 from shared.bus import Consumer, Handler, Relay, backlog, prune_published
-from shared.db import driver_connect_args
 from shared.http import (
     NulGuardMiddleware,
     RequestContextMiddleware,
@@ -120,7 +119,7 @@ def make_worker(
     loops: list[Coroutine[Any, Any, None]] = []
     if idempotency_keys is not None or outbox is not None:
         loops.append(_housekeeping(engine, idempotency_keys, outbox, settings.outbox_keep_days * 86400))
-    relay = None
+    relay, waking = None, None
     if outbox is not None:
         relay = Relay(
             engine,
@@ -131,11 +130,11 @@ def make_worker(
             poll_s=settings.relay_poll_s,
             batch=settings.relay_batch,
         )
-        # Any commit on this engine may have staged events: wake the relay now, not at its next poll.
-        relay.wake_on_commit(engine)
+        # Any commit on this engine may have staged events: wake the relay then, not at its next poll.
+        waking = relay.wake_after_commits(engine)
         loops.append(relay.run())
-        if engine.dialect.name == "postgresql":  # and after commits in the API's process too (LISTEN/NOTIFY)
-            loops.append(relay.listen(driver_connect_args(engine)))
+        if waking is not None:  # PostgreSQL: after commits in the API's process too (LISTEN/NOTIFY)
+            loops.append(waking)
     if inbox is not None and (subscriptions or binding_keys):
         consumer = Consumer(
             engine,
@@ -151,7 +150,9 @@ def make_worker(
             linger_s=settings.consumer_linger_ms / 1000,
             retry_delays_ms=settings.retry_delays_ms,
             max_attempts=settings.max_attempts,
-            after_commit=relay.kick.set if relay else None,
+            # The consumer's commits wake the relay as every commit does, except where only a notification
+            # does that (PostgreSQL) and an in-process kick would make it two.
+            after_commit=relay.kick.set if relay and waking is None else None,
         )
         loops.append(consumer.run())
     return loops

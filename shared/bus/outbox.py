@@ -5,6 +5,10 @@ confirms and `mandatory`, waits for every confirm, and only then marks the batch
 between publish and mark re-publishes the batch (consumers dedupe by event id); nothing is lost,
 and since rows leave in id order, nothing is reordered. On any broker error it reconnects with
 backoff and starts again from the oldest pending row.
+
+The mark rides on the next read: a batch is marked sent by the statement that reads the next one,
+right away when the batch was full, else at the next kick or poll, so each batch costs one database
+statement, also when events come one at a time.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import asyncio
 import contextlib
 import sqlite3
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import aio_pika
@@ -28,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from shared import metrics
 from shared.bus.tables import NOTIFY_CHANNEL
 from shared.bus.topology import declare_exchange
-from shared.db import Writes, plain_insert
+from shared.db import Writes, driver_connect_args, plain_insert
 from shared.direct import driver_of, placeholders, translated
 from shared.events import Envelope
 
@@ -117,6 +121,9 @@ class Relay:
         self._last_backlog_check = 0.0
         self._last_found = 0.0
         self._own: sa.Connection | None = None
+        # Published and confirmed, not yet marked: the next read marks them (module docstring).
+        self._unmarked: list[Pending] = []
+        self._confirmed_at = 0.0  # when the broker confirmed them: their `published_at`
         o = outbox
         self._pending = (
             sa.select(o.c.id, o.c.event_id, o.c.routing_key, o.c.payload, o.c.created_at)
@@ -140,6 +147,22 @@ class Relay:
             " WHERE published_at IS NULL AND id <> ALL($2::bigint[]) ORDER BY id LIMIT $3"
         )
         self._published: dict[str, Counter] = {}
+
+    def wake_after_commits(self, engine: AsyncEngine) -> Coroutine[Any, Any, None] | None:
+        """Wake the relay after every commit on `engine` that may have staged events; returns the loop
+        to run beside `run` that does it, if it takes one.
+
+        PostgreSQL: the outbox's notification (`listen`), which arrives once the commit is visible, from
+        this process and any other (the API's, in split mode). Not SQLAlchemy's commit event: it fires
+        before the COMMIT is sent, so a relay woken by it read while the commit was on its way, found
+        nothing, and took another wake for the rows (a wasted read per commit at a trickle). Elsewhere
+        (SQLite) the commit event (`wake_on_commit`): the inline connection commits without handing the
+        loop over, so the relay runs after the commit.
+        """
+        if engine.dialect.name == "postgresql":
+            return self.listen(driver_connect_args(engine))
+        self.wake_on_commit(engine)
+        return None
 
     def wake_on_commit(self, engine: AsyncEngine) -> None:
         """Kick the relay after every commit on `engine` (it may have staged events), except its own."""
@@ -185,6 +208,14 @@ class Relay:
 
     async def run(self) -> None:
         """Publish forever, reconnecting after broker or database failures."""
+        try:
+            await self._run()
+        finally:  # stopping: mark what was confirmed, so that a restart does not publish it again
+            if self._unmarked:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._mark_unmarked())
+
+    async def _run(self) -> None:
         backoff = 0.2
         while True:
             try:
@@ -221,50 +252,56 @@ class Relay:
                     await asyncio.wait_for(self.kick.wait(), self.idle_poll_s if idle else self.poll_s)
 
     async def publish_batch(self, exchange: AbstractExchange) -> int:
-        """Publish up to `batch` pending rows with pipelined confirms; mark them sent. Returns count.
+        """Publish up to `batch` pending rows with pipelined confirms. Returns how many.
 
-        The rows just confirmed are marked in the same transaction that reads the next batch, so a
-        steady stream costs one transaction per batch; the last batch before a pause is marked by
-        the read that finds nothing more.
+        The rows the last call published (confirmed) are marked sent in the same transaction that
+        reads these, on PostgreSQL in the same statement: one statement per batch, whether the batches
+        come back to back (a full batch: the relay reads on at once) or one at a time (a trickle: what
+        is staged meanwhile wakes the relay, and its poll finds the rest).
         """
-        confirmed = 0
-        rows = await self._mark_and_fetch([])
-        while rows:
-            # Tasks start in creation order, so frames leave in outbox order on this one channel.
-            publishes = [
-                asyncio.ensure_future(
-                    exchange.publish(to_message(r.event_id, r.payload, r.created_at), r.routing_key, mandatory=True)
-                )
-                for r in rows
-            ]
-            results = await asyncio.gather(*publishes, return_exceptions=True)
-            done = 0
-            for result in results:
-                if isinstance(result, BaseException):
-                    break
-                done += 1
-            confirmed += done
-            if done < len(rows):
-                if done:
-                    await self._mark_and_fetch(rows[:done], fetch=False)
-                failure = results[done]
-                assert isinstance(failure, BaseException)
-                raise failure
-            if confirmed >= self.batch:
-                await self._mark_and_fetch(rows, fetch=False)
+        rows = await self._mark_and_fetch(self._unmarked, at=self._confirmed_at)
+        self._unmarked = []
+        if not rows:
+            return 0
+        # Tasks start in creation order, so frames leave in outbox order on this one channel.
+        publishes = [
+            asyncio.ensure_future(
+                exchange.publish(to_message(r.event_id, r.payload, r.created_at), r.routing_key, mandatory=True)
+            )
+            for r in rows
+        ]
+        results = await asyncio.gather(*publishes, return_exceptions=True)
+        done = 0
+        for result in results:
+            if isinstance(result, BaseException):
                 break
-            rows = await self._mark_and_fetch(rows)
-        return confirmed
+            done += 1
+        if done < len(rows):
+            if done:
+                await self._mark_and_fetch(rows[:done], fetch=False)
+            failure = results[done]
+            assert isinstance(failure, BaseException)
+            raise failure
+        self._unmarked, self._confirmed_at = rows, time.time()
+        return len(rows)
 
-    async def _mark_and_fetch(self, published: Sequence[Pending], *, fetch: bool = True) -> list[Pending]:
-        """Mark confirmed rows sent and read the next pending ones, in one transaction (on PostgreSQL one
-        statement).
+    async def _mark_unmarked(self) -> None:
+        unmarked = self._unmarked
+        await self._mark_and_fetch(unmarked, fetch=False, at=self._confirmed_at)
+        if self._unmarked is unmarked:
+            self._unmarked = []
+
+    async def _mark_and_fetch(
+        self, published: Sequence[Pending], *, fetch: bool = True, at: float | None = None
+    ) -> list[Pending]:
+        """Mark confirmed rows sent (`published_at`: `at`, their confirm, or now) and read the next pending
+        ones, in one transaction (on PostgreSQL one statement).
 
         On the inline SQLite connection and on asyncpg the transaction runs on the driver itself
         (`shared.direct`): no SQLAlchemy statement, no greenlet hop, and no commit event to wake
         this relay again.
         """
-        ids, now = [r.id for r in published], time.time()
+        ids, now = [r.id for r in published], at or time.time()
         async with self.engine.connect() as conn:
             driver = await driver_of(conn, in_transaction=False)
             if driver is None:
@@ -328,6 +365,8 @@ class Relay:
         if now - self._last_backlog_check < 1.0:
             return
         self._last_backlog_check = now
+        if self._unmarked:  # published: not backlog
+            await self._mark_unmarked()
         count, oldest = await backlog(self.engine, self.outbox)
         metrics.OUTBOX_BACKLOG.labels(self.service).set(count)
         metrics.OUTBOX_OLDEST_AGE.labels(self.service).set(time.time() - oldest if oldest else 0)

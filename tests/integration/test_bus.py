@@ -111,13 +111,14 @@ async def test_relay_publishes_committed_events_in_order_and_never_rolled_back_o
     assert (await backlog(engine, outbox))[0] == 0
 
 
-async def test_on_postgresql_a_relay_marks_what_was_confirmed_and_reads_on_in_one_statement(
+async def test_a_relay_marks_what_was_confirmed_with_its_next_read(
     engine: AsyncEngine, db_kind: str, bus: BusNamespace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A relay cycle is a read, the publishes, then marking them and reading on. On PostgreSQL each
-    statement is a round trip, so the mark and the next read are one statement (no BEGIN and COMMIT
-    around two): the read must leave out the rows it marks, which its snapshot still shows pending."""
-    events = [institution_event(f"cycle-{i}") for i in range(6)]
+    """A relay cycle marks what the last one published (the broker confirmed) and reads on, in one
+    transaction (on PostgreSQL one statement: no BEGIN and COMMIT around two; the read must leave out the
+    rows it marks, which its snapshot still shows pending), then publishes: one statement per batch,
+    back to back or one event at a time."""
+    events = [institution_event(f"cycle-{i}") for i in range(15)]
     async with engine.begin() as conn:
         await stage(conn, outbox, *events)
     statements: list[str] = []
@@ -134,11 +135,56 @@ async def test_on_postgresql_a_relay_marks_what_was_confirmed_and_reads_on_in_on
         connection = await aio_pika.connect(AMQP_URL)
         async with connection:
             channel = await connection.channel(publisher_confirms=True)
-            assert await relay.publish_batch(await declare_exchange(channel, bus.exchange)) == 6
-        assert await receive(queue, 6) == [e.id for e in events]
-    if db_kind == "postgres":
-        assert statements == ["SELECT", "WITH"], statements  # read 6; mark them and find nothing more
+            exchange = await declare_exchange(channel, bus.exchange)
+            assert await relay.publish_batch(exchange) == 10
+            assert await relay.publish_batch(exchange) == 5
+            assert await receive(queue, 15) == [e.id for e in events]
+            if db_kind == "postgres":
+                assert statements == ["SELECT", "WITH"], statements  # read 10; mark them and read 5
+            assert (await backlog(engine, outbox))[0] == 5, "the last 5 are marked by the next read"
+
+            late = institution_event("late")
+            async with engine.begin() as conn:
+                await stage(conn, outbox, late)
+            statements.clear()
+            assert await relay.publish_batch(exchange) == 1
+            assert await receive(queue, 1) == [late.id]
+            if db_kind == "postgres":
+                assert statements == ["WITH"], statements  # mark the 5 and read the late one
+            assert (await backlog(engine, outbox))[0] == 1
+
+            await asyncio.sleep(0.3)
+            statements.clear()
+            marking = time.time()
+            assert await relay.publish_batch(exchange) == 0
+            if db_kind == "postgres":
+                assert statements == ["WITH"], statements
     monkeypatch.undo()
+    assert (await backlog(engine, outbox))[0] == 0
+    async with engine.connect() as conn:
+        query = sa.select(outbox.c.published_at).where(outbox.c.event_id == late.id)
+        published_at = (await conn.execute(query)).scalar_one()
+    assert published_at < marking - 0.2, "published_at is when the broker confirmed it, not when it was marked"
+
+
+async def test_a_stopped_relay_marks_what_the_broker_confirmed(
+    engine: AsyncEngine, bus: BusNamespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the broker confirmed but the relay had not marked yet is marked when the relay stops, so a
+    restart does not publish it a second time (after a crash it does: consumers dedupe)."""
+
+    async def no_gauges(_relay: Relay) -> None:  # they mark too, once a second: only the stop may here
+        return None
+
+    monkeypatch.setattr(Relay, "_update_backlog_gauges", no_gauges)
+    relay = Relay(engine, outbox, service="test", amqp_url=AMQP_URL, exchange=bus.exchange, poll_s=10, idle_poll_s=10)
+    event = institution_event("before-a-stop")
+    async with engine.begin() as conn:
+        await stage(conn, outbox, event)
+    async with probe(bus) as queue, running(relay.run()):
+        assert await receive(queue, 1) == [event.id]
+        await asyncio.sleep(0.2)
+        assert (await backlog(engine, outbox))[0] == 1, "marked with the next read, which polls only every 10 s"
     assert (await backlog(engine, outbox))[0] == 0
 
 
@@ -410,6 +456,46 @@ async def test_on_postgresql_a_relay_wakes_at_once_for_events_another_process_st
                 assert await receive(queue, 1, timeout=3) == [second.id]
         finally:
             await api.dispose()
+            make_engine.cache_clear()
+
+
+@pytest.mark.skipif("postgres" not in DB_KINDS, reason="LISTEN/NOTIFY is PostgreSQL's (TARJOTIN_TEST_DBS)")
+async def test_on_postgresql_a_relay_wakes_once_per_commit_and_finds_its_rows(
+    tmp_path: Path, bus: BusNamespace
+) -> None:
+    """SQLAlchemy's commit event fires before the COMMIT is sent: a relay woken by it reads before the rows
+    are visible, finds nothing and needs the notification for them (two reads per commit, one wasted).
+    On PostgreSQL the relay is woken by the notification alone, for its own process's commits too."""
+    async with database("postgres", tmp_path, "wake") as url:
+        await migrate("enrolment", url)
+        worker = make_engine(url)
+        relay = Relay(
+            worker, outbox, service="test", amqp_url=AMQP_URL, exchange=bus.exchange, poll_s=10, idle_poll_s=10
+        )
+        waking = relay.wake_after_commits(worker)
+        assert waking is not None
+        cycles: list[int] = []
+        publish = relay.publish_batch
+
+        async def counting(exchange: Any) -> int:
+            cycles.append(await publish(exchange))
+            return cycles[-1]
+
+        relay.publish_batch = counting  # type: ignore[method-assign]
+        try:
+            async with probe(bus) as queue, running(relay.run()), running(waking):
+                await relay.connected.wait()
+                await asyncio.sleep(0.5)  # listening, and the first wake-ups are over
+                for round_ in range(5):
+                    event = institution_event(f"own-{round_}")
+                    cycles.clear()
+                    async with worker.begin() as conn:
+                        await stage(conn, outbox, event)
+                    assert await receive(queue, 1, timeout=3) == [event.id]
+                    await asyncio.sleep(0.2)  # long enough for any other wake-up to arrive
+                    assert cycles == [1], f"round {round_}: relay cycles {cycles} for one commit"
+        finally:
+            await worker.dispose()
             make_engine.cache_clear()
 
 
