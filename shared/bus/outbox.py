@@ -8,7 +8,8 @@ backoff and starts again from the oldest pending row.
 
 The mark rides on the next read: a batch is marked sent by the statement that reads the next one,
 right away when the batch was full, else at the next kick or poll, so each batch costs one database
-statement, also when events come one at a time.
+statement, also when events come one at a time. After a pause of 50 ms with no read, the relay marks
+on its own: published rows do not look pending (the backlog) for longer than that.
 """
 
 from __future__ import annotations
@@ -109,6 +110,7 @@ class Relay:
         batch: int = 500,
         idle_poll_s: float = 0.25,
         idle_after_s: float = 1.0,
+        mark_after_s: float = 0.05,
     ) -> None:
         self.engine, self.outbox, self.service = engine, outbox, service
         self.amqp_url, self.exchange_name = amqp_url, exchange
@@ -116,6 +118,8 @@ class Relay:
         # With nothing to publish for `idle_after_s`, poll only every `idle_poll_s` (kicks still wake
         # the relay at once): an idle service's relay stops costing CPU, a busy one keeps `poll_s`.
         self.idle_poll_s, self.idle_after_s = max(poll_s, idle_poll_s), idle_after_s
+        # A published batch is marked with the next read (`publish_batch`), or after `mark_after_s` without one.
+        self.mark_after_s = mark_after_s
         self.kick = asyncio.Event()
         self.connected = asyncio.Event()
         self._last_backlog_check = 0.0
@@ -248,8 +252,19 @@ class Relay:
                 if sent:
                     self._last_found = now
                 idle = now - self._last_found >= self.idle_after_s
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.kick.wait(), self.idle_poll_s if idle else self.poll_s)
+                wait = self.idle_poll_s if idle else self.poll_s
+                if self._unmarked and wait > self.mark_after_s:  # the next read may be a while away
+                    if await self._kicked_within(self.mark_after_s):
+                        continue
+                    await self._mark_unmarked()  # a pause: published rows should not look pending for long
+                    wait -= self.mark_after_s
+                await self._kicked_within(wait)
+
+    async def _kicked_within(self, seconds: float) -> bool:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.kick.wait(), seconds)
+            return True
+        return False
 
     async def publish_batch(self, exchange: AbstractExchange) -> int:
         """Publish up to `batch` pending rows with pipelined confirms. Returns how many.

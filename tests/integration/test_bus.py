@@ -177,15 +177,47 @@ async def test_a_stopped_relay_marks_what_the_broker_confirmed(
         return None
 
     monkeypatch.setattr(Relay, "_update_backlog_gauges", no_gauges)
-    relay = Relay(engine, outbox, service="test", amqp_url=AMQP_URL, exchange=bus.exchange, poll_s=10, idle_poll_s=10)
+    relay = Relay(
+        engine,
+        outbox,
+        service="test",
+        amqp_url=AMQP_URL,
+        exchange=bus.exchange,
+        poll_s=10,
+        idle_poll_s=10,
+        mark_after_s=10,
+    )
     event = institution_event("before-a-stop")
     async with engine.begin() as conn:
         await stage(conn, outbox, event)
     async with probe(bus) as queue, running(relay.run()):
         assert await receive(queue, 1) == [event.id]
         await asyncio.sleep(0.2)
-        assert (await backlog(engine, outbox))[0] == 1, "marked with the next read, which polls only every 10 s"
+        assert (await backlog(engine, outbox))[0] == 1, "marked with the next read, 10 s away"
     assert (await backlog(engine, outbox))[0] == 0
+
+
+async def test_after_a_pause_a_relay_marks_what_it_published_without_waiting_for_its_next_read(
+    engine: AsyncEngine, bus: BusNamespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Published rows must not look pending (the backlog in /ready and the metrics) for long after a rush:
+    with no read in sight (the next poll 10 s away), the relay marks them on its own after `mark_after_s`."""
+
+    async def no_gauges(_relay: Relay) -> None:  # they mark too, once a second
+        return None
+
+    monkeypatch.setattr(Relay, "_update_backlog_gauges", no_gauges)
+    relay = Relay(engine, outbox, service="test", amqp_url=AMQP_URL, exchange=bus.exchange, poll_s=10, idle_poll_s=10)
+    event = institution_event("before-a-pause")
+    async with engine.begin() as conn:
+        await stage(conn, outbox, event)
+    async with probe(bus) as queue, running(relay.run()):
+        assert await receive(queue, 1) == [event.id]
+
+        async def marked() -> bool:
+            return (await backlog(engine, outbox))[0] == 0
+
+        await eventually(marked, timeout=2)
 
 
 async def test_outbox_grows_while_the_broker_is_unreachable_and_catches_up_in_order(
