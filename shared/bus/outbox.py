@@ -6,10 +6,12 @@ between publish and mark re-publishes the batch (consumers dedupe by event id); 
 and since rows leave in id order, nothing is reordered. On any broker error it reconnects with
 backoff and starts again from the oldest pending row.
 
-The mark rides on the next read: a batch is marked sent by the statement that reads the next one,
-right away when the batch was full, else at the next kick or poll, so each batch costs one database
-statement, also when events come one at a time. After a pause of 50 ms with no read, the relay marks
-on its own: published rows do not look pending (the backlog) for longer than that.
+On PostgreSQL, where every statement is a round trip, the mark rides on the next read: a batch is
+marked sent by the statement that reads the next one, right away when the batch was full, else at the
+next kick or poll, so each batch costs one statement, also when events come one at a time. After a
+pause of 50 ms with no read, the relay marks on its own: published rows do not look pending (the
+backlog) for longer than that. On SQLite a statement is a local call and the mark a write transaction,
+which would then stand between a kick and its publish: there the relay marks right after the confirms.
 """
 
 from __future__ import annotations
@@ -126,6 +128,7 @@ class Relay:
         self._last_found = 0.0
         self._own: sa.Connection | None = None
         # Published and confirmed, not yet marked: the next read marks them (module docstring).
+        self._marks_wait = engine.dialect.name == "postgresql"
         self._unmarked: list[Pending] = []
         self._confirmed_at = 0.0  # when the broker confirmed them: their `published_at`
         o = outbox
@@ -269,10 +272,10 @@ class Relay:
     async def publish_batch(self, exchange: AbstractExchange) -> int:
         """Publish up to `batch` pending rows with pipelined confirms. Returns how many.
 
-        The rows the last call published (confirmed) are marked sent in the same transaction that
-        reads these, on PostgreSQL in the same statement: one statement per batch, whether the batches
-        come back to back (a full batch: the relay reads on at once) or one at a time (a trickle: what
-        is staged meanwhile wakes the relay, and its poll finds the rest).
+        On PostgreSQL the rows the last call published (confirmed) are marked sent by the statement
+        that reads these: one statement per batch, whether the batches come back to back (a full batch:
+        the relay reads on at once) or one at a time (a trickle: what is staged meanwhile wakes the
+        relay, and its poll finds the rest). On SQLite they are marked as soon as they are confirmed.
         """
         rows = await self._mark_and_fetch(self._unmarked, at=self._confirmed_at)
         self._unmarked = []
@@ -297,6 +300,9 @@ class Relay:
             failure = results[done]
             assert isinstance(failure, BaseException)
             raise failure
+        if not self._marks_wait:
+            await self._mark_and_fetch(rows, fetch=False)
+            return len(rows)
         self._unmarked, self._confirmed_at = rows, time.time()
         return len(rows)
 
