@@ -163,15 +163,15 @@ class Relay:
         this process and any other (the API's, in split mode). Not SQLAlchemy's commit event: it fires
         before the COMMIT is sent, so a relay woken by it read while the commit was on its way, found
         nothing, and took another wake for the rows (a wasted read per commit at a trickle). Elsewhere
-        (SQLite) the commit event (`wake_on_commit`): the inline connection commits without handing the
+        (SQLite) the commit event (`_wake_on_commit`): the inline connection commits without handing the
         loop over, so the relay runs after the commit.
         """
         if engine.dialect.name == "postgresql":
             return self.listen(driver_connect_args(engine))
-        self.wake_on_commit(engine)
+        self._wake_on_commit(engine)
         return None
 
-    def wake_on_commit(self, engine: AsyncEngine) -> None:
+    def _wake_on_commit(self, engine: AsyncEngine) -> None:
         """Kick the relay after every commit on `engine` (it may have staged events), except its own."""
 
         def on_commit(conn: sa.Connection) -> None:
@@ -300,17 +300,15 @@ class Relay:
             failure = results[done]
             assert isinstance(failure, BaseException)
             raise failure
-        if not self._marks_wait:
+        if self._marks_wait:
+            self._unmarked, self._confirmed_at = rows, time.time()
+        else:
             await self._mark_and_fetch(rows, fetch=False)
-            return len(rows)
-        self._unmarked, self._confirmed_at = rows, time.time()
         return len(rows)
 
     async def _mark_unmarked(self) -> None:
-        unmarked = self._unmarked
-        await self._mark_and_fetch(unmarked, fetch=False, at=self._confirmed_at)
-        if self._unmarked is unmarked:
-            self._unmarked = []
+        await self._mark_and_fetch(self._unmarked, fetch=False, at=self._confirmed_at)
+        self._unmarked = []
 
     async def _mark_and_fetch(
         self, published: Sequence[Pending], *, fetch: bool = True, at: float | None = None
