@@ -133,7 +133,7 @@ def make_worker(
         # Any commit on this engine may have staged events: wake the relay then, not at its next poll.
         waking = relay.wake_after_commits(engine)
         loops.append(relay.run())
-        if waking is not None:  # PostgreSQL: after commits in the API's process too (LISTEN/NOTIFY)
+        if waking is not None:  # PostgreSQL: the notifications of every process's commits (LISTEN/NOTIFY)
             loops.append(waking)
     if inbox is not None and (subscriptions or binding_keys):
         consumer = Consumer(

@@ -52,6 +52,19 @@ async def engine(db_kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         await engine.dispose()
 
 
+@pytest.fixture
+async def pg_engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    """The enrolment schema on PostgreSQL, for tests of what only PostgreSQL does (mark them skipif)."""
+    async with database("postgres", tmp_path, "bus_pg") as url:
+        await migrate("enrolment", url)
+        engine = make_engine(url)
+        try:
+            yield engine
+        finally:
+            await engine.dispose()
+            make_engine.cache_clear()
+
+
 @contextlib.asynccontextmanager
 async def probe(bus: BusNamespace) -> AsyncIterator[aio_pika.abc.AbstractQueue]:
     """A throw-away queue bound to every event of the namespace."""
@@ -170,7 +183,7 @@ async def test_a_relay_marks_what_was_confirmed_with_its_next_read(
 
 @pytest.mark.skipif("postgres" not in DB_KINDS, reason="marks wait for the next read on PostgreSQL only")
 async def test_a_stopped_relay_marks_what_the_broker_confirmed(
-    tmp_path: Path, bus: BusNamespace, monkeypatch: pytest.MonkeyPatch
+    pg_engine: AsyncEngine, bus: BusNamespace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """What the broker confirmed but the relay had not marked yet is marked when the relay stops, so a
     restart does not publish it a second time (after a crash it does: consumers dedupe)."""
@@ -179,31 +192,24 @@ async def test_a_stopped_relay_marks_what_the_broker_confirmed(
         return None
 
     monkeypatch.setattr(Relay, "_update_backlog_gauges", no_gauges)
-    async with database("postgres", tmp_path, "stop") as url:
-        await migrate("enrolment", url)
-        engine = make_engine(url)
-        relay = Relay(
-            engine,
-            outbox,
-            service="test",
-            amqp_url=AMQP_URL,
-            exchange=bus.exchange,
-            poll_s=10,
-            idle_poll_s=10,
-            mark_after_s=10,
-        )
-        event = institution_event("before-a-stop")
-        async with engine.begin() as conn:
-            await stage(conn, outbox, event)
-        try:
-            async with probe(bus) as queue, running(relay.run()):
-                assert await receive(queue, 1) == [event.id]
-                await asyncio.sleep(0.2)
-                assert (await backlog(engine, outbox))[0] == 1, "marked with the next read, 10 s away"
-            assert (await backlog(engine, outbox))[0] == 0
-        finally:
-            await engine.dispose()
-            make_engine.cache_clear()
+    relay = Relay(
+        pg_engine,
+        outbox,
+        service="test",
+        amqp_url=AMQP_URL,
+        exchange=bus.exchange,
+        poll_s=10,
+        idle_poll_s=10,
+        mark_after_s=10,
+    )
+    event = institution_event("before-a-stop")
+    async with pg_engine.begin() as conn:
+        await stage(conn, outbox, event)
+    async with probe(bus) as queue, running(relay.run()):
+        assert await receive(queue, 1) == [event.id]
+        await asyncio.sleep(0.2)
+        assert (await backlog(pg_engine, outbox))[0] == 1, "marked with the next read, 10 s away"
+    assert (await backlog(pg_engine, outbox))[0] == 0
 
 
 async def test_after_a_pause_a_relay_marks_what_it_published_without_waiting_for_its_next_read(
@@ -502,42 +508,35 @@ async def test_on_postgresql_a_relay_wakes_at_once_for_events_another_process_st
 
 @pytest.mark.skipif("postgres" not in DB_KINDS, reason="LISTEN/NOTIFY is PostgreSQL's (TARJOTIN_TEST_DBS)")
 async def test_on_postgresql_a_relay_wakes_once_per_commit_and_finds_its_rows(
-    tmp_path: Path, bus: BusNamespace
+    pg_engine: AsyncEngine, bus: BusNamespace
 ) -> None:
     """SQLAlchemy's commit event fires before the COMMIT is sent: a relay woken by it reads before the rows
     are visible, finds nothing and needs the notification for them (two reads per commit, one wasted).
     On PostgreSQL the relay is woken by the notification alone, for its own process's commits too."""
-    async with database("postgres", tmp_path, "wake") as url:
-        await migrate("enrolment", url)
-        worker = make_engine(url)
-        relay = Relay(
-            worker, outbox, service="test", amqp_url=AMQP_URL, exchange=bus.exchange, poll_s=10, idle_poll_s=10
-        )
-        waking = relay.wake_after_commits(worker)
-        assert waking is not None
-        cycles: list[int] = []
-        publish = relay.publish_batch
+    relay = Relay(
+        pg_engine, outbox, service="test", amqp_url=AMQP_URL, exchange=bus.exchange, poll_s=10, idle_poll_s=10
+    )
+    waking = relay.wake_after_commits(pg_engine)
+    assert waking is not None
+    cycles: list[int] = []
+    publish = relay.publish_batch
 
-        async def counting(exchange: Any) -> int:
-            cycles.append(await publish(exchange))
-            return cycles[-1]
+    async def counting(exchange: Any) -> int:
+        cycles.append(await publish(exchange))
+        return cycles[-1]
 
-        relay.publish_batch = counting  # type: ignore[method-assign]
-        try:
-            async with probe(bus) as queue, running(relay.run()), running(waking):
-                await relay.connected.wait()
-                await asyncio.sleep(0.5)  # listening, and the first wake-ups are over
-                for round_ in range(5):
-                    event = institution_event(f"own-{round_}")
-                    cycles.clear()
-                    async with worker.begin() as conn:
-                        await stage(conn, outbox, event)
-                    assert await receive(queue, 1, timeout=3) == [event.id]
-                    await asyncio.sleep(0.2)  # long enough for any other wake-up to arrive
-                    assert cycles == [1], f"round {round_}: relay cycles {cycles} for one commit"
-        finally:
-            await worker.dispose()
-            make_engine.cache_clear()
+    relay.publish_batch = counting  # type: ignore[method-assign]
+    async with probe(bus) as queue, running(relay.run()), running(waking):
+        await relay.connected.wait()
+        await asyncio.sleep(0.5)  # listening, and the first wake-ups are over
+        for round_ in range(5):
+            event = institution_event(f"own-{round_}")
+            cycles.clear()
+            async with pg_engine.begin() as conn:
+                await stage(conn, outbox, event)
+            assert await receive(queue, 1, timeout=3) == [event.id]
+            await asyncio.sleep(0.2)  # long enough for any other wake-up to arrive
+            assert cycles == [1], f"round {round_}: relay cycles {cycles} for one commit"
 
 
 async def test_a_lingering_consumer_takes_what_arrives_meanwhile_into_the_same_batch(
