@@ -146,7 +146,10 @@ class Relay:
             " WHERE published_at IS NULL ORDER BY id LIMIT "
         )
         self._pending_sqlite, self._pending_pg = pending + "?", pending + "$1"
-        self._mark_pg = f"UPDATE {o.name} SET published_at = $1 WHERE id = ANY($2::bigint[])"
+        # "published_at IS NULL" lets PostgreSQL find the rows through the small pending-rows index in
+        # any plan: asyncpg prepares the statement once, and a generic plan made while the outbox was
+        # empty otherwise scans the whole table for `id = ANY(...)` on every cycle (decision 009).
+        self._mark_pg = f"UPDATE {o.name} SET published_at = $1 WHERE published_at IS NULL AND id = ANY($2::bigint[])"
         # One statement (its own transaction): the read shares the update's snapshot, so it still sees
         # the rows being marked as pending and leaves them out by id.
         self._mark_and_fetch_pg = (
