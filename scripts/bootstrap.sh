@@ -40,7 +40,7 @@ ensure_venv() {
   if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
     say "installing Python packages (pinned in pyproject.toml)"
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT[dev]"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "${ROOT}[dev]"
     touch "$stamp"
   fi
 }
@@ -64,7 +64,7 @@ ensure_postgres() {
   if ! port_open "$PG_PORT"; then
     say "starting PostgreSQL"
     local version
-    version=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -1)
+    version=$(find /etc/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' 2>/dev/null | sort -V | tail -1)
     [ -n "$version" ] || { say "no PostgreSQL cluster found under /etc/postgresql"; exit 1; }
     as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start
     wait_port "$PG_PORT" 60 PostgreSQL

@@ -18,6 +18,8 @@
 #                       (reader1, reader2, ... on ports base+6, +7, ...) beside reporting's own; the gateway
 #                       sends each report URL always to the same one of them, so each answer is computed and
 #                       cached once (decision 004)
+#   TARJOTIN_REPORTING_WORKER_NICE (10): the scheduling priority (nice) of reporting's worker when it is
+#                       a process of its own (split); 0 gives it the same as the rest
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -39,6 +41,10 @@ if [ "$DB" = sqlite ]; then PROCESSES=${TARJOTIN_PROCESSES:-combined}; else PROC
 # PostgreSQL the SQL runs in the database's own processes, and a reader only adds a process (decision 004).
 if [ "$DB" = sqlite ]; then READERS=${TARJOTIN_REPORTING_READERS:-1}; else READERS=${TARJOTIN_REPORTING_READERS:-0}; fi
 [[ $READERS =~ ^[0-4]$ ]] || { echo "TARJOTIN_REPORTING_READERS must be a number from 0 to 4" >&2; exit 2; }
+# Reporting's worker only keeps read models up to date, in batches; on a shared machine the request
+# path (the APIs, the saga's workers) goes first. Only a split worker: a combined process also answers.
+WORKER_NICE=${TARJOTIN_REPORTING_WORKER_NICE:-10}
+[[ $WORKER_NICE =~ ^[0-9]$|^1[0-9]$ ]] || { echo "TARJOTIN_REPORTING_WORKER_NICE must be a number from 0 to 19" >&2; exit 2; }
 role_of() {  # api|worker → the process that has that role; readerN stays itself
   if [[ $1 == reader* ]]; then echo "$1"; elif [ "$PROCESSES" = combined ]; then echo all; else echo "$1"; fi
 }
@@ -55,7 +61,8 @@ port_of() {
 reader_port() { echo $((PORT_BASE + 5 + $1)); }  # the Nth read-only reporting API (the issuer is on +5)
 
 reporting_upstream() {  # the reporting API and its readers, as the gateway's upstream lists its servers
-  local i list="127.0.0.1:$(port_of reporting)"
+  local i list
+  list="127.0.0.1:$(port_of reporting)"
   for ((i = 1; i <= READERS; i++)); do list+="; server 127.0.0.1:$(reader_port "$i")"; done
   echo "$list"
 }
@@ -89,11 +96,13 @@ start_one() {  # SERVICE ROLE (api | worker | readerN: the Nth read-only reporti
   fi
   # Every reporting process that runs the API without the worker only reads (decision 004).
   if [[ $s == reporting && $command == api ]]; then extra+=(TARJOTIN_REPORTING_DATABASE_READ_ONLY=true); fi
+  local priority=()
+  if [[ $s == reporting && $command == worker ]]; then priority=(nice -n "$WORKER_NICE"); fi
   pf=$(pidfile "$s" "$role")
   alive "$pf" && { say "$s $role already running (pid $(cat "$pf"))"; return 0; }
   mkdir -p "$RUN/pids" "$LOG" "$RUN/metrics/$s"
   # shellcheck disable=SC2046
-  env $(service_env "$s") "${extra[@]}" setsid "$PY" -m "services.$s" "$command" >>"$LOG/$s-$role.log" 2>&1 </dev/null &
+  env $(service_env "$s") "${extra[@]}" setsid "${priority[@]}" "$PY" -m "services.$s" "$command" >>"$LOG/$s-$role.log" 2>&1 </dev/null &
   echo $! >"$pf"
 }
 

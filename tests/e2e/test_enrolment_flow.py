@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -208,6 +209,19 @@ async def test_reports_go_by_url_to_the_reporting_process_or_its_read_only_reade
     async with httpx.AsyncClient(timeout=30, headers=ADMIN) as direct:
         answers = [(await direct.get(f"http://{host}{paths[0]}")).json() for host in (writer, *readers)]
     assert all(answer == answers[0] for answer in answers)
+
+
+def test_only_reportings_own_worker_process_runs_at_a_lower_priority(system: System) -> None:
+    """A split reporting worker runs at nice 10 (decision 012); every other process, reporting's combined
+    process on SQLite included (it answers report requests too), at the priority it was started with."""
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    priorities = {
+        pidfile.stem: os.getpriority(os.PRIO_PROCESS, int(pidfile.read_text().strip()))
+        for pidfile in (system.log_dir.parent / "pids").glob("*.pid")
+    }
+    lowered = {"reporting-worker": min(base + 10, 19)} if system.db == "postgres" else {}
+    assert priorities == {name: lowered.get(name, base) for name in priorities}
+    assert set(lowered) <= set(priorities), priorities
 
 
 def test_only_the_reporting_process_with_the_worker_may_write(system: System) -> None:

@@ -71,6 +71,16 @@ def test_the_number_of_readers_is_validated(tmp_path: Path, readers: str) -> Non
     assert "TARJOTIN_REPORTING_READERS must be a number from 0 to 4" in result.stderr
 
 
+@pytest.mark.parametrize("nice", ["x", "20", "-1", "1 2"])
+def test_the_reporting_workers_priority_is_validated(
+    tmp_path: Path, nice: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TARJOTIN_REPORTING_WORKER_NICE", nice)
+    result = run_script(tmp_path, None, "status")
+    assert result.returncode == 2
+    assert "TARJOTIN_REPORTING_WORKER_NICE must be a number from 0 to 19" in result.stderr
+
+
 def test_only_a_process_that_serves_http_can_be_waited_for(tmp_path: Path) -> None:
     """`start SERVICE ROLE --wait` waits for the process's own /ready; a split worker has none."""
     result = run_script(tmp_path, None, "start", "enrolment", "worker", "--wait", db="postgres")
