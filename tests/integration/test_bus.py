@@ -22,7 +22,7 @@ from shared.bus.deadletters import list_dead, replay_dead
 from shared.bus.topology import declare_exchange
 from shared.db import driver_connect_args, make_engine
 from shared.events import Envelope, InstitutionRegistered, LocalizedText, new_event
-from tests.support.infra import AMQP_URL, DB_KINDS, BusNamespace, database, eventually, migrate
+from tests.support.infra import AMQP_URL, DB_KINDS, BusNamespace, database, eventually, migrate, migrated_engine
 from tests.support.proxy import Proxy
 
 pytestmark = pytest.mark.integration
@@ -45,24 +45,16 @@ def db_kind(request: pytest.FixtureRequest) -> str:
 async def engine(db_kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[AsyncEngine]:
     if db_kind == "sqlite-thread":
         monkeypatch.setenv("TARJOTIN_SQLITE_THREAD", "1")
-    async with database(db_kind.removesuffix("-thread"), tmp_path, "bus") as url:
-        await migrate("enrolment", url)
-        engine = make_engine(url)
+    async with migrated_engine("enrolment", db_kind.removesuffix("-thread"), tmp_path, "bus") as engine:
         yield engine
-        await engine.dispose()
 
 
 @pytest.fixture
 async def pg_engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
     """The enrolment schema on PostgreSQL, for tests of what only PostgreSQL does (mark them skipif)."""
-    async with database("postgres", tmp_path, "bus_pg") as url:
-        await migrate("enrolment", url)
-        engine = make_engine(url)
-        try:
-            yield engine
-        finally:
-            await engine.dispose()
-            make_engine.cache_clear()
+    async with migrated_engine("enrolment", "postgres", tmp_path, "bus_pg") as engine:
+        yield engine
+    make_engine.cache_clear()
 
 
 @contextlib.asynccontextmanager

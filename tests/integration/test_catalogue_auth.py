@@ -16,7 +16,6 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.catalogue.tables import audit_log, courses, offerings
-from shared.db import make_engine
 from tests.integration.test_catalogue_import import COLUMNS, csv_file, row
 from tests.integration.test_catalogue_service import (
     catalogue_client,
@@ -28,7 +27,7 @@ from tests.integration.test_catalogue_service import (
     staged,
 )
 from tests.support.auth import ADMIN, bearer
-from tests.support.infra import ROOT, database, migrate
+from tests.support.infra import ROOT, migrated_engine
 
 pytestmark = pytest.mark.integration
 MATRIX = ROOT / "tests" / "authz" / "matrix.csv"
@@ -40,11 +39,8 @@ GUIDELINE = {"price_per_credit": "41.00", "external_surcharge_percent": "20"}
 
 @pytest.fixture
 async def engine(db_kind: str, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    async with database(db_kind, tmp_path, "catalogue_auth") as url:
-        await migrate("catalogue", url)
-        engine = make_engine(url)
+    async with migrated_engine("catalogue", db_kind, tmp_path, "catalogue_auth") as engine:
         yield engine
-        await engine.dispose()
 
 
 @pytest.fixture

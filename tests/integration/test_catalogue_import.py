@@ -16,9 +16,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.catalogue.tables import course_terms, idempotency_keys, offering_search
-from shared.db import make_engine
 from tests.integration.test_catalogue_service import catalogue_client, institution, row_counts, staged
-from tests.support.infra import database, migrate
+from tests.support.infra import migrated_engine
 
 pytestmark = pytest.mark.integration
 TODAY = date.today()
@@ -78,11 +77,8 @@ def csv_file(rows: list[dict[str, Any]], columns: list[str] = COLUMNS) -> bytes:
 
 @pytest.fixture
 async def engine(db_kind: str, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    async with database(db_kind, tmp_path, "catalogue_import") as url:
-        await migrate("catalogue", url)
-        engine = make_engine(url)
+    async with migrated_engine("catalogue", db_kind, tmp_path, "catalogue_import") as engine:
         yield engine
-        await engine.dispose()
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from shared.db import make_engine
 from tests.integration.test_catalogue_service import catalogue_client, course, institution, offering
 from tests.support.apps import app_on, client_of
 from tests.support.auth import ADMIN, bearer
-from tests.support.infra import DB_KINDS, database, migrate
+from tests.support.infra import DB_KINDS, database, migrated_engine
 
 pytestmark = pytest.mark.integration
 TODAY = date.today()
@@ -35,11 +35,8 @@ LATE = 500  # days: always another academic year than the starts within 20..90 d
 
 @pytest.fixture
 async def engine(db_kind: str, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    async with database(db_kind, tmp_path, "catalogue_search") as url:
-        await migrate("catalogue", url)
-        engine = make_engine(url)
+    async with migrated_engine("catalogue", db_kind, tmp_path, "catalogue_search") as engine:
         yield engine
-        await engine.dispose()
 
 
 @pytest.fixture

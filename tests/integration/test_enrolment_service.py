@@ -17,11 +17,10 @@ from services.enrolment import handlers
 from services.enrolment.app import build_api
 from services.enrolment.settings import Settings
 from services.enrolment.tables import enrolments, offerings, outbox, students
-from shared.db import make_engine
 from shared.events import InstitutionRegistered, LocalizedText, new_event
 from tests.integration.test_enrolment_support import offering_event
 from tests.support.apps import app_on, client_of
-from tests.support.infra import database, migrate
+from tests.support.infra import migrated_engine
 
 pytestmark = pytest.mark.integration
 TODAY = date.today()
@@ -41,11 +40,8 @@ async def seed(engine: AsyncEngine, offering_id: str, seats: int) -> None:
 
 @pytest.fixture
 async def engine(db_kind: str, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    async with database(db_kind, tmp_path, "enrolment") as url:
-        await migrate("enrolment", url)
-        engine = make_engine(url, pool_size=20)
+    async with migrated_engine("enrolment", db_kind, tmp_path, "enrolment", pool_size=20) as engine:
         yield engine
-        await engine.dispose()
 
 
 @pytest.fixture

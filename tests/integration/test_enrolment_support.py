@@ -19,11 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.enrolment import handlers
 from services.enrolment.app import build_api
 from services.enrolment.settings import Settings
-from shared.db import make_engine
 from shared.events import CommitmentAccepted, InstitutionRegistered, LocalizedText, OfferingPublished, new_event
 from tests.support.apps import app_on, client_of
 from tests.support.auth import ADMIN
-from tests.support.infra import database, migrate
+from tests.support.infra import migrated_engine
 
 TODAY = date.today()
 # Home institutions (kao is a member, edupoli an outside one) and providers.
@@ -34,16 +33,13 @@ PROVIDERS = {"sakky": True, "tampere": True}
 @asynccontextmanager
 async def enrolment_world(kind: str, tmp_path: Path) -> AsyncIterator[World]:
     """A migrated database of `kind` with the institutions registered, and the API in process."""
-    async with database(kind, tmp_path, "enrolauth") as url:
-        await migrate("enrolment", url)
-        engine = make_engine(url, pool_size=10)
-        try:
-            async with client_of(app_on(build_api, Settings, engine), "/api/enrolments", {}) as client:
-                world = World(engine, client)
-                await world.seed()
-                yield world
-        finally:
-            await engine.dispose()
+    async with (
+        migrated_engine("enrolment", kind, tmp_path, "enrolauth", pool_size=10) as engine,
+        client_of(app_on(build_api, Settings, engine), "/api/enrolments", {}) as client,
+    ):
+        world = World(engine, client)
+        await world.seed()
+        yield world
 
 
 def enrolment_body(offering_id: str, home: str, learner: str) -> dict[str, Any]:

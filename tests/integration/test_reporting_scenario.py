@@ -11,9 +11,9 @@ The scenario (academic year 2026-2027 unless said):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import defaultdict
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -56,7 +56,7 @@ from shared.events import (
 )
 from shared.http import Page
 from shared.migrate import alembic_config
-from tests.support.infra import ROOT, database, migrate
+from tests.support.infra import ROOT, database, migrate, migrated_engine
 
 pytestmark = pytest.mark.integration
 YEAR = "2026-2027"
@@ -363,16 +363,9 @@ async def all_reports(engine: AsyncEngine, homes: tuple[str, ...] = ("sakky", "k
     return out
 
 
-@asynccontextmanager
-async def reporting_engine(kind: str, tmp_path: Path, name: str) -> AsyncIterator[AsyncEngine]:
+def reporting_engine(kind: str, tmp_path: Path, name: str) -> contextlib.AbstractAsyncContextManager[AsyncEngine]:
     """An engine on a fresh, migrated reporting database (dropped afterwards)."""
-    async with database(kind, tmp_path, name) as url:
-        await migrate("reporting", url)
-        engine = make_engine(url)
-        try:
-            yield engine
-        finally:
-            await engine.dispose()
+    return migrated_engine("reporting", kind, tmp_path, name)
 
 
 @pytest.fixture

@@ -13,8 +13,10 @@ from typing import Any
 
 import aio_pika
 import asyncpg
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.bus import QueueNames
+from shared.db import make_engine
 from shared.migrate import upgrade
 
 AMQP_URL = os.environ.get("TARJOTIN_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -64,6 +66,20 @@ async def database(kind: str, tmp_path: Path, name: str) -> AsyncIterator[str]:
 async def migrate(service: str, url: str) -> None:
     """Alembic upgrade head, as the service does at start (in a thread: Alembic runs its own loop)."""
     await asyncio.to_thread(upgrade, ROOT / "services" / service / "migrations", url)
+
+
+@asynccontextmanager
+async def migrated_engine(
+    service: str, kind: str, tmp_path: Path, name: str, **engine_args: Any
+) -> AsyncIterator[AsyncEngine]:
+    """An engine (`shared.db.make_engine`) on a fresh database with `service`'s schema, dropped afterwards."""
+    async with database(kind, tmp_path, name) as url:
+        await migrate(service, url)
+        engine = make_engine(url, **engine_args)
+        try:
+            yield engine
+        finally:
+            await engine.dispose()
 
 
 class BusNamespace:
