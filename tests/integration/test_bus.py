@@ -57,6 +57,35 @@ async def pg_engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
     make_engine.cache_clear()
 
 
+@pytest.fixture
+def sent_sql(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every statement sent through asyncpg from here on, in order (`monkeypatch.undo()` stops it)."""
+    sent: list[str] = []
+    for name in ("execute", "fetch", "fetchrow", "executemany"):  # what the relay (and BEGIN, COMMIT) run on
+        run = getattr(asyncpg.Connection, name)
+
+        async def recorded(self: asyncpg.Connection, query: str, *args: Any, _run: Any = run, **kw: Any) -> Any:
+            sent.append(query)
+            return await _run(self, query, *args, **kw)
+
+        monkeypatch.setattr(asyncpg.Connection, name, recorded)
+    return sent
+
+
+def verbs(statements: list[str]) -> list[str]:
+    return [statement.split()[0].rstrip(";") for statement in statements]
+
+
+@pytest.fixture
+def no_backlog_gauges(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Relays without their once-a-second backlog gauges, which mark published rows too."""
+
+    async def no_gauges(_relay: Relay) -> None:
+        return None
+
+    monkeypatch.setattr(Relay, "_update_backlog_gauges", no_gauges)
+
+
 @contextlib.asynccontextmanager
 async def probe(bus: BusNamespace) -> AsyncIterator[aio_pika.abc.AbstractQueue]:
     """A throw-away queue bound to every event of the namespace."""
@@ -117,7 +146,7 @@ async def test_relay_publishes_committed_events_in_order_and_never_rolled_back_o
 
 
 async def test_a_relay_marks_what_was_confirmed_with_its_next_read(
-    engine: AsyncEngine, db_kind: str, bus: BusNamespace, monkeypatch: pytest.MonkeyPatch
+    engine: AsyncEngine, db_kind: str, bus: BusNamespace, monkeypatch: pytest.MonkeyPatch, sent_sql: list[str]
 ) -> None:
     """On PostgreSQL a relay cycle marks what the last one published (the broker confirmed) and reads on
     in one statement (no BEGIN and COMMIT around two; the read must leave out the rows it marks, which its
@@ -126,15 +155,8 @@ async def test_a_relay_marks_what_was_confirmed_with_its_next_read(
     events = [institution_event(f"cycle-{i}") for i in range(15)]
     async with engine.begin() as conn:
         await stage(conn, outbox, *events)
-    statements: list[str] = []
-    for name in ("execute", "fetch", "fetchrow", "executemany"):  # what the relay (and BEGIN, COMMIT) run on
-        run = getattr(asyncpg.Connection, name)
-
-        async def counted(self: asyncpg.Connection, query: str, *args: Any, _run: Any = run, **kw: Any) -> Any:
-            statements.append(query.split()[0].rstrip(";"))
-            return await _run(self, query, *args, **kw)
-
-        monkeypatch.setattr(asyncpg.Connection, name, counted)
+    statements = sent_sql
+    sent_sql.clear()  # staging the events above went through asyncpg too
     relay = Relay(engine, outbox, service="test", amqp_url=AMQP_URL, exchange=bus.exchange, batch=10)
     async with probe(bus) as queue:
         connection = await aio_pika.connect(AMQP_URL)
@@ -145,7 +167,7 @@ async def test_a_relay_marks_what_was_confirmed_with_its_next_read(
             assert await relay.publish_batch(exchange) == 5
             assert await receive(queue, 15) == [e.id for e in events]
             if db_kind == "postgres":
-                assert statements == ["SELECT", "WITH"], statements  # read 10; mark them and read 5
+                assert verbs(statements) == ["SELECT", "WITH"], statements  # read 10; mark them and read 5
             waiting = 5 if db_kind == "postgres" else 0
             assert (await backlog(engine, outbox))[0] == waiting, "on PostgreSQL the last 5 wait for the next read"
 
@@ -156,7 +178,7 @@ async def test_a_relay_marks_what_was_confirmed_with_its_next_read(
             assert await relay.publish_batch(exchange) == 1
             assert await receive(queue, 1) == [late.id]
             if db_kind == "postgres":
-                assert statements == ["WITH"], statements  # mark the 5 and read the late one
+                assert verbs(statements) == ["WITH"], statements  # mark the 5 and read the late one
             assert (await backlog(engine, outbox))[0] == (1 if db_kind == "postgres" else 0)
 
             await asyncio.sleep(0.3)
@@ -164,7 +186,7 @@ async def test_a_relay_marks_what_was_confirmed_with_its_next_read(
             marking = time.time()
             assert await relay.publish_batch(exchange) == 0
             if db_kind == "postgres":
-                assert statements == ["WITH"], statements
+                assert verbs(statements) == ["WITH"], statements
     monkeypatch.undo()
     assert (await backlog(engine, outbox))[0] == 0
     async with engine.connect() as conn:
@@ -174,16 +196,10 @@ async def test_a_relay_marks_what_was_confirmed_with_its_next_read(
 
 
 @pytest.mark.skipif("postgres" not in DB_KINDS, reason="marks wait for the next read on PostgreSQL only")
-async def test_a_stopped_relay_marks_what_the_broker_confirmed(
-    pg_engine: AsyncEngine, bus: BusNamespace, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.mark.usefixtures("no_backlog_gauges")  # only the stop may mark here
+async def test_a_stopped_relay_marks_what_the_broker_confirmed(pg_engine: AsyncEngine, bus: BusNamespace) -> None:
     """What the broker confirmed but the relay had not marked yet is marked when the relay stops, so a
     restart does not publish it a second time (after a crash it does: consumers dedupe)."""
-
-    async def no_gauges(_relay: Relay) -> None:  # they mark too, once a second: only the stop may here
-        return None
-
-    monkeypatch.setattr(Relay, "_update_backlog_gauges", no_gauges)
     relay = Relay(
         pg_engine,
         outbox,
@@ -206,21 +222,13 @@ async def test_a_stopped_relay_marks_what_the_broker_confirmed(
 
 @pytest.mark.skipif("postgres" not in DB_KINDS, reason="generic plans of prepared statements are PostgreSQL's")
 async def test_on_postgresql_a_relay_finds_the_rows_it_marks_through_an_index_whatever_the_statistics(
-    pg_engine: AsyncEngine, bus: BusNamespace, monkeypatch: pytest.MonkeyPatch
+    pg_engine: AsyncEngine, bus: BusNamespace, monkeypatch: pytest.MonkeyPatch, sent_sql: list[str]
 ) -> None:
     """asyncpg prepares the relay's statement once; after five runs PostgreSQL may keep one plan for all
     later runs (a generic plan), made from the statistics of that moment: for a new service an empty,
     never analysed outbox. That plan must still reach the rows to mark through an index. A sequential
     scan there reads the whole outbox every cycle, slower as it grows (seen: 1 ms a cycle at 100
     enrolments/s a few thousand events in, against 0.07 ms through the pending-rows index)."""
-    sent: list[str] = []
-    fetch = asyncpg.Connection.fetch
-
-    async def recorded(self: asyncpg.Connection, query: str, *args: Any, **kw: Any) -> Any:
-        sent.append(query)
-        return await fetch(self, query, *args, **kw)
-
-    monkeypatch.setattr(asyncpg.Connection, "fetch", recorded)
     relay = Relay(pg_engine, outbox, service="test", amqp_url=AMQP_URL, exchange=bus.exchange)
     connection = await aio_pika.connect(AMQP_URL)
     async with connection:
@@ -230,8 +238,8 @@ async def test_on_postgresql_a_relay_finds_the_rows_it_marks_through_an_index_wh
                 await stage(conn, outbox, institution_event(name))
             assert await relay.publish_batch(exchange) == 1
     monkeypatch.undo()
-    cycles = [query for query in sent if "UPDATE" in query]
-    assert cycles, sent
+    cycles = [query for query in sent_sql if "UPDATE outbox" in query]
+    assert cycles, sent_sql
     async with pg_engine.connect() as conn:
         driver = (await conn.get_raw_connection()).driver_connection
         assert driver is not None
@@ -243,16 +251,12 @@ async def test_on_postgresql_a_relay_finds_the_rows_it_marks_through_an_index_wh
     assert "Seq Scan" not in plan, plan
 
 
+@pytest.mark.usefixtures("no_backlog_gauges")
 async def test_after_a_pause_a_relay_marks_what_it_published_without_waiting_for_its_next_read(
-    engine: AsyncEngine, bus: BusNamespace, monkeypatch: pytest.MonkeyPatch
+    engine: AsyncEngine, bus: BusNamespace
 ) -> None:
     """Published rows must not look pending (the backlog in /ready and the metrics) for long after a rush:
     with no read in sight (the next poll 10 s away), the relay marks them on its own after `mark_after_s`."""
-
-    async def no_gauges(_relay: Relay) -> None:  # they mark too, once a second
-        return None
-
-    monkeypatch.setattr(Relay, "_update_backlog_gauges", no_gauges)
     relay = Relay(engine, outbox, service="test", amqp_url=AMQP_URL, exchange=bus.exchange, poll_s=10, idle_poll_s=10)
     event = institution_event("before-a-pause")
     async with engine.begin() as conn:
