@@ -39,7 +39,7 @@ from services.billing import domain, handlers
 from services.billing.consumers import SUBSCRIPTIONS
 from services.billing.tables import commitments, inbox, outbox
 from shared.bus import Consumer
-from shared.db import make_engine
+from shared.db import forget_engines, make_engine
 from shared.events import (
     EnrolmentCompleted,
     EnrolmentRequested,
@@ -204,7 +204,7 @@ async def run_kind(kind: str, args: argparse.Namespace) -> None:
                 await check(engine, args.n, args.lifecycle)
             finally:
                 await engine.dispose()
-                make_engine.cache_clear()
+                forget_engines()
 
 
 async def main(args: argparse.Namespace) -> None:

@@ -44,7 +44,7 @@ from services.enrolment.consumers import SUBSCRIPTIONS
 from services.enrolment.settings import Settings
 from services.enrolment.tables import enrolments, inbox, outbox
 from shared.bus import Consumer
-from shared.db import make_engine
+from shared.db import forget_engines, make_engine
 from shared.events import CommitmentAccepted, Envelope, InstitutionRegistered, LocalizedText, new_event
 from tests.integration.test_enrolment_support import offering_event
 from tests.support import auth
@@ -190,7 +190,7 @@ async def run_kind(kind: str, n: int, profile: Path | None) -> dict[str, float]:
             assert confirmed == n + warm, confirmed
             assert staged == 2 * (n + warm), staged
             await engine.dispose()
-            make_engine.cache_clear()
+            forget_engines()
     return {
         "api_cpu_ms": api_cpu / n * 1000,
         "api_wall_ms": api_wall / n * 1000,

@@ -44,7 +44,7 @@ from shared import devissuer
 from shared.auth import Caller
 from shared.bus import Consumer, Relay, add_bus_tables, stage
 from shared.bus.topology import QueueNames, declare_consumer_queues, declare_exchange
-from shared.db import make_engine
+from shared.db import forget_engines, make_engine
 from shared.events import Envelope, InstitutionRegistered, LocalizedText, new_event
 from shared.service import make_api
 from shared.settings import ServiceSettings
@@ -94,7 +94,7 @@ async def scratch_database(kind: str, tmp: Path) -> AsyncIterator[tuple[AsyncEng
             yield engine, outbox, inbox
         finally:
             await engine.dispose()
-            make_engine.cache_clear()
+            forget_engines()
 
 
 @contextlib.asynccontextmanager
@@ -293,7 +293,7 @@ async def http_figures(tmp: Path, n: int) -> dict[str, float]:
     figures["overhead_get_us"] = figures["full_get_us"] - figures["bare_get_us"]
     figures["overhead_post_auth_us"] = figures["full_post_auth_us"] - figures["bare_post_auth_us"]
     await engine.dispose()
-    make_engine.cache_clear()
+    forget_engines()
     return figures
 
 

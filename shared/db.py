@@ -50,11 +50,15 @@ def driver_connect_args(engine: AsyncEngine) -> dict[str, Any]:
     return {name: value for name, value in kwargs.items() if name not in _ADAPTER_ONLY}
 
 
-@functools.cache
 def make_engine(
     url: str, *, pool_size: int = 10, pg_settings: tuple[tuple[str, str], ...] = (), read_only: bool = False
 ) -> AsyncEngine:
     """One engine per database per process (cached, so the API and worker of a combined process share it).
+
+    The cache keys on the settings, not on how a call spells them: `make_engine(url)` and
+    `make_engine(url, read_only=False)` are one engine. (`functools.cache` on this function itself told
+    them apart, and a combined reporting process had two SQLite writer connections, whose inline
+    `BEGIN IMMEDIATE` could wait out the busy timeout on the loop that the other needed to commit.)
 
     SQLite: a single connection (one writer), every transaction `BEGIN IMMEDIATE`, statements run on
     the event loop's own thread (see `_InlineSqlite`). PostgreSQL: `pool_size` connections kept open,
@@ -68,6 +72,16 @@ def make_engine(
     the write lock, so it runs beside the writer process, and its snapshot starts at its first read.
     `PRAGMA query_only` (SQLite) or `default_transaction_read_only` (PostgreSQL) refuses any write.
     """
+    return _engine(url, pool_size, pg_settings, read_only)
+
+
+def forget_engines() -> None:
+    """Drop the cached engines (tests and benchmarks that make many databases); disposing is the caller's."""
+    _engine.cache_clear()
+
+
+@functools.cache
+def _engine(url: str, pool_size: int, pg_settings: tuple[tuple[str, str], ...], read_only: bool) -> AsyncEngine:
     if not is_sqlite(url):
         if read_only:
             pg_settings = (*pg_settings, ("default_transaction_read_only", "on"))

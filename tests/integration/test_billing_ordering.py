@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 from services.billing.consumers import SUBSCRIPTIONS
 from services.billing.tables import commitments, inbox, institutions, outbox, parked_events
 from shared.bus import Consumer
-from shared.db import make_engine
+from shared.db import forget_engines, make_engine
 from shared.events import Envelope, InstitutionRegistered, InstitutionUpdated, LocalizedText, new_event
 from tests.integration.test_billing_support import World
 from tests.support.infra import database, examples, migrate
@@ -117,7 +117,7 @@ async def final_state(url: str, delivered: list[Envelope]) -> dict[str, Any]:
             parked = (await conn.execute(sa.select(sa.func.count()).select_from(parked_events))).scalar_one()
     finally:
         await engine.dispose()
-        make_engine.cache_clear()
+        forget_engines()
     return {
         "commitments": [tuple(row) for row in rows],
         "staged": sorted(staged),

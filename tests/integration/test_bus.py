@@ -20,7 +20,7 @@ from services.enrolment.tables import inbox, institutions, outbox
 from shared.bus import Consumer, Relay, backlog, prune_published, stage
 from shared.bus.deadletters import list_dead, replay_dead
 from shared.bus.topology import declare_exchange
-from shared.db import driver_connect_args, make_engine
+from shared.db import driver_connect_args, forget_engines, make_engine
 from shared.events import Envelope, InstitutionRegistered, LocalizedText, new_event
 from tests.support.infra import AMQP_URL, DB_KINDS, BusNamespace, database, eventually, migrate, migrated_engine
 from tests.support.proxy import Proxy
@@ -54,7 +54,7 @@ async def pg_engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
     """The enrolment schema on PostgreSQL, for tests of what only PostgreSQL does (mark them skipif)."""
     async with migrated_engine("enrolment", "postgres", tmp_path, "bus_pg") as engine:
         yield engine
-    make_engine.cache_clear()
+    forget_engines()
 
 
 @pytest.fixture
@@ -538,7 +538,7 @@ async def test_on_postgresql_a_relay_wakes_at_once_for_events_another_process_st
                 assert await receive(queue, 1, timeout=3) == [second.id]
         finally:
             await api.dispose()
-            make_engine.cache_clear()
+            forget_engines()
 
 
 @pytest.mark.skipif("postgres" not in DB_KINDS, reason="LISTEN/NOTIFY is PostgreSQL's (TARJOTIN_TEST_DBS)")

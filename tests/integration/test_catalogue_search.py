@@ -22,7 +22,7 @@ from services.catalogue.domain import academic_year_of
 from services.catalogue.search import AnswerCache, Criteria, FacetCache
 from services.catalogue.settings import Settings
 from shared import metrics
-from shared.db import make_engine
+from shared.db import forget_engines, make_engine
 from tests.integration.test_catalogue_service import catalogue_client, course, institution, offering
 from tests.support.apps import app_on, client_of
 from tests.support.auth import ADMIN, bearer
@@ -521,7 +521,7 @@ async def test_on_postgresql_the_catalogue_plans_its_searches_for_tables_held_in
         finally:
             await own.dispose()
             await other.dispose()
-            make_engine.cache_clear()
+            forget_engines()
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ from services.enrolment import handlers
 from services.enrolment.consumers import SUBSCRIPTIONS
 from services.enrolment.tables import enrolments, inbox, offerings, outbox
 from shared.bus import Consumer
-from shared.db import make_engine
+from shared.db import forget_engines, make_engine
 from shared.events import (
     CommitmentAccepted,
     CommitmentRejected,
@@ -111,7 +111,7 @@ async def scenario_state(url: str, decisions: list[bool], order: list[int], dupl
         held = (await conn.execute(sa.select(offerings.c.held, offerings.c.max_participants))).one()
         emitted = sorted((await conn.execute(sa.select(outbox.c.routing_key))).scalars())
     await engine.dispose()
-    make_engine.cache_clear()
+    forget_engines()
     return {"statuses": [statuses[i] for i in ids], "held": tuple(held), "emitted": emitted}
 
 

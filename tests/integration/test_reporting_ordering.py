@@ -20,7 +20,7 @@ from services.reporting import views
 from services.reporting.consumers import SUBSCRIPTIONS
 from services.reporting.rebuild import clear_read_models
 from services.reporting.tables import enrolment_states, event_store, offering_counts
-from shared.db import make_engine
+from shared.db import forget_engines
 from shared.events import Envelope
 from tests.integration.test_reporting_scenario import ALL, YEAR, Network, all_reports, reporting_engine, scenario
 from tests.support.infra import examples
@@ -120,7 +120,7 @@ def test_orders_and_repeats_drawn_by_hypothesis_give_the_in_order_reports(kind: 
                     await feed(engine, delivered)
                     return in_order, await all_reports(engine)
             finally:
-                make_engine.cache_clear()
+                forget_engines()
 
     @settings(
         max_examples=examples(8 if kind == "sqlite" else 3), deadline=None, suppress_health_check=list(HealthCheck)

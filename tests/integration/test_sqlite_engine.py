@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from services.reporting.app import build_api as build_reporting_api
+from services.reporting.settings import Settings as ReportingSettings
 from shared.db import make_engine
 
 pytestmark = pytest.mark.integration
@@ -73,6 +75,26 @@ async def test_a_transaction_left_open_behind_sqlalchemy_is_rolled_back_when_the
     assert await _count(url) == 1
     async with engine.connect() as conn:
         assert (await conn.execute(sa.select(NOTES.c.id))).scalars().all() == [8]
+
+
+def test_one_database_has_one_writer_engine_however_a_call_spells_its_settings(url: str) -> None:
+    """A combined process's API and worker must share the single SQLite writer connection: two would each
+    run `BEGIN IMMEDIATE` on the one event loop, and one could wait out the busy timeout (30 s, the loop
+    stalled) for a transaction that the other can only finish on that loop. The reporting API asked with
+    `read_only=False` and its worker without it, and got two engines (a 30 s hang seen in CI)."""
+    writer = make_engine(url)
+    assert make_engine(url, read_only=False) is writer
+    assert make_engine(url, pool_size=10, pg_settings=()) is writer
+    assert make_engine(url, read_only=True) is not writer
+
+
+def test_a_combined_reporting_process_gives_its_worker_the_apis_engine(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TARJOTIN_REPORTING_DATABASE_URL", url)
+    settings = ReportingSettings()
+    api = build_reporting_api(settings)
+    assert api.state.engine is make_engine(settings.database_url)
 
 
 async def test_a_read_only_engine_reads_beside_the_writer_without_taking_its_lock(url: str) -> None:
