@@ -18,7 +18,8 @@ the read paths (`bench/latency.py`): catalogue search over --offerings imported 
 report endpoint over read models holding each of --report-rows enrolments. With the system stopped,
 the floor runs flat out once more: the ratio to the floor is to the mean of the two floor runs (a shared
 machine's speed drifts within minutes; both are in the table). Prints tables, the machine's CPU and a
-Python yardstick, and writes the whole result as JSON.
+Python yardstick, the issue's targets beside this run's figures (`bench/targets.py`), and writes the whole
+result as JSON.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from bench.system import (
     processes,
     rss_mb,
 )
+from bench.targets import as_json, targets_table, verdicts
 from tests.support.system import free_port
 
 CONFIRMED = "fi.tarjotin.enrolment.confirmed.v1"
@@ -445,9 +447,9 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"bench-{datetime.now().strftime('%Y%m%dT%H%M%S')}.json"
-    path.write_text(
-        json.dumps({"args": {k: v for k, v in vars(args).items()}, "machine": host, "results": results}, indent=2)
-    )
+    found = verdicts(results)
+    whole = {"args": dict(vars(args)), "machine": host, "results": results, "targets": as_json(found)}
+    path.write_text(json.dumps(whole, indent=2))
     print(described)
     if any("system" in r for r in results):
         print(table(results))
@@ -456,6 +458,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"\n{r['db']} at {int(run['rate'])}/s, per hop (ms; bench/hops.py):\n{hops_table(run['hops'])}")
     if any("latency" in r for r in results):
         print(latency.latency_table(results))
+    if found:
+        print(f"\nperformance targets, on this run ({described}):\n{targets_table(found)}")
     print(f"\nwritten: {path}")
     complete = all(run["completed"] == run["accepted"] == run["n"] for r in results for _label, run in system_runs(r))
     answered = all(

@@ -85,6 +85,20 @@ def test_the_benchmark_runs_end_to_end_and_reports_ratios_to_the_floor(tmp_path:
     assert set(reports["p99_ratio_largest_to_smallest"]) >= {"participants", "follow-up", "overall"}
     assert "first of each filter set" in done.stdout and "reports, 2,000 enrolments" in done.stdout
 
+    # The targets beside this run's figures (bench/targets.py): every one measured, met or not.
+    targets = [(t["db"], t["target"].split(",")[0]) for t in written_json["targets"]]
+    assert targets == [
+        ("sqlite", "sustained end to end"),
+        ("sqlite", "system / floor"),
+        ("sqlite", "system / floor (the aim)"),
+        ("sqlite", "request → confirmed p99 at 100/s"),
+        ("sqlite", "search p99"),
+        ("sqlite", "reports p99"),
+        ("sqlite", "reports p99"),
+        ("sqlite", "reports flat: p99 largest / smallest"),
+    ]
+    assert "performance targets, on this run" in done.stdout and "\ntargets met: " in done.stdout
+
 
 def run_toggle(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(

@@ -14,6 +14,7 @@ from bench.drive import collector_paused, read_response
 from bench.latency import Answer, Ask, Pass, merged
 from bench.run import REPEAT_FIGURES, floor_cpu_per_completion, median_run, system_runs, table, where_cpu_goes
 from bench.system import busy_share, cpu_by_part
+from bench.targets import targets_table, verdicts
 from bench.toggle import order
 
 
@@ -164,3 +165,69 @@ def test_the_cold_report_passes_count_as_one_with_every_request_and_the_mean_cpu
     assert [ask.path for ask in both.asks] == [ask.path for ask in first.asks + second.asks]
     assert both.wall_s == 0.75 and both.cpu_ms == {"all": 2.5}
     assert both.cpu_by_process == {"reporting-all": 2.0, "gateway": 0.5}  # not seen in a pass: none spent there
+
+
+def _measured(
+    *, e2e: float = 200.0, ratio: float = 0.7, p99_100: float = 60.0, search: float = 20.0, reports=(30.0, 40.0)
+) -> dict[str, Any]:
+    """One database's results as `bench_db` writes them, with only the figures the targets read."""
+    done = {"n": 3000, "accepted": 3000, "completed": 3000}
+    sizes = [
+        {"enrolments": rows, "p99_ms": p99, "errors": 0} for rows, p99 in zip((10_000, 1_000_000), reports, strict=True)
+    ]
+    flat = round(reports[1] / reports[0], 2)
+    return {
+        "db": "postgres",
+        "floor": {"e2e_per_s": 300},
+        "floor_after": {"e2e_per_s": 280},
+        "system": {**done, "e2e_per_s": e2e},
+        "ratio_to_floor": ratio,
+        "system_rates": [
+            {**done, "rate": 100.0, "confirmed_p99_ms": p99_100, "repeats": [{"confirmed_p99_ms": p99_100}]},
+            {**done, "rate": 200.0, "confirmed_p99_ms": 900.0},
+        ],
+        "latency": {
+            "search": {"concurrency": 4, "published": 9500, "p99_ms": search, "errors": 0},
+            "reports": {"sizes": sizes, "flat": flat <= 1.5, "p99_ratio_largest_to_smallest": {"overall": flat}},
+        },
+    }
+
+
+def test_the_targets_line_up_every_figure_of_a_run_with_its_goal_and_the_aim_is_not_counted() -> None:
+    met = verdicts([_measured()])
+    assert [v.met for v in met if "aim" not in v.target] == [True] * 7
+    assert [v.met for v in met if "aim" in v.target] == [False]  # 0.7 of the floor: the 0.5 met, the 1.0 not
+    assert targets_table(met).splitlines()[-1] == "targets met: 7 of 7"
+    assert not any("200/s" in v.target for v in met)  # only 100/s has a target
+
+    missed = verdicts([_measured(e2e=169.9, ratio=0.49, p99_100=100.0, search=30.0, reports=(49.0, 80.0))])
+    assert {v.target.split(",")[0]: v.met for v in missed if not v.target.startswith("reports p99")} == {
+        "sustained end to end": False,
+        "system / floor": False,
+        "system / floor (the aim)": False,
+        "request → confirmed p99 at 100/s": False,
+        "search p99": False,
+        "reports flat: p99 largest / smallest": False,
+    }
+    assert [v.met for v in missed if v.target.startswith("reports p99")] == [True, False]
+    assert targets_table(missed).splitlines()[-1] == "targets met: 1 of 7"
+
+
+def test_a_run_that_lost_requests_meets_no_throughput_or_latency_target_however_fast() -> None:
+    result = _measured(e2e=900.0, p99_100=5.0)
+    result["system"]["completed"] = 2999
+    result["system_rates"][0]["accepted"] = 1499
+    by_target = {v.target: v.met for v in verdicts([result])}
+    assert by_target["sustained end to end, flat out"] is False
+    assert by_target["request → confirmed p99 at 100/s, median run"] is False
+
+
+def test_a_part_left_out_of_the_run_has_no_verdict() -> None:
+    only_latency = {key: value for key, value in _measured().items() if key not in ("system", "system_rates")}
+    assert [v.target.split(",")[0] for v in verdicts([only_latency])] == [
+        "search p99",
+        "reports p99",
+        "reports p99",
+        "reports flat: p99 largest / smallest",
+    ]
+    assert verdicts([{"db": "sqlite"}]) == []
