@@ -195,6 +195,66 @@ async def test_a_relay_marks_what_was_confirmed_with_its_next_read(
     assert published_at < marking - 0.2, "published_at is when the broker confirmed it, not when it was marked"
 
 
+async def test_a_relays_batch_is_written_in_a_few_turns_of_a_busy_loop_and_arrives_in_order(
+    engine: AsyncEngine, bus: BusNamespace
+) -> None:
+    """The relay shares its event loop with a service's requests. Its publishes must not take turns of
+    that loop one after another (aio-pika's publish holds the channel's lock until the frames are
+    written: three turns a message, so a batch of 500 took 1.8 s in a busy enrolment process). Counted
+    here in turns of a loop kept busy by a task that holds it 2 ms a turn, not in time."""
+    events = [institution_event(f"busy-{i}") for i in range(600)]
+    async with engine.begin() as conn:
+        await stage(conn, outbox, *events)
+    relay = Relay(engine, outbox, service="test", amqp_url=AMQP_URL, exchange=bus.exchange, batch=600)
+    turns = 0
+
+    async def busy() -> None:
+        nonlocal turns
+        while True:
+            # Holds the loop as a request's work would, but not the GIL: aiosqlite's thread (sqlite-thread)
+            # must still run the relay's reads, which a busy-wait here would starve.
+            time.sleep(0.002)  # noqa: ASYNC251
+            turns += 1
+            await asyncio.sleep(0)
+
+    async with probe(bus) as queue:
+        connection = await aio_pika.connect(AMQP_URL)
+        async with connection:
+            channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+            exchange = await declare_exchange(channel, bus.exchange)
+            async with running(busy()):
+                await asyncio.sleep(0.01)
+                before = turns
+                assert await relay.publish_batch(exchange) == 600
+                taken = turns - before
+        assert await receive(queue, 600) == [e.id for e in events]
+    # One publish a turn would be 600 turns (aio-pika's way, 1,200 or more); a group of 10 a turn is 60, plus
+    # the turns while the broker confirms (each at least 2 ms long here).
+    assert taken < 300, taken
+
+
+async def test_an_event_no_queue_takes_stays_in_the_outbox(engine: AsyncEngine, bus: BusNamespace) -> None:
+    """Events are published `mandatory`: one the broker cannot route anywhere comes back, the relay's
+    batch fails, and the event stays pending (published later, once its consumers' queues exist)."""
+    event = institution_event("nobody-listens")
+    async with engine.begin() as conn:
+        await stage(conn, outbox, event)
+    relay = Relay(engine, outbox, service="test", amqp_url=AMQP_URL, exchange=bus.exchange)
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        exchange = await declare_exchange(channel, bus.exchange)  # nothing bound to it
+        with pytest.raises(aio_pika.exceptions.PublishError):
+            await relay.publish_batch(exchange)
+    assert (await backlog(engine, outbox))[0] == 1
+    async with probe(bus) as queue:
+        connection = await aio_pika.connect(AMQP_URL)
+        async with connection:
+            channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+            assert await relay.publish_batch(await declare_exchange(channel, bus.exchange)) == 1
+        assert await receive(queue, 1) == [event.id]
+
+
 @pytest.mark.skipif("postgres" not in DB_KINDS, reason="marks wait for the next read on PostgreSQL only")
 @pytest.mark.usefixtures("no_backlog_gauges")  # only the stop may mark here
 async def test_a_stopped_relay_marks_what_the_broker_confirmed(pg_engine: AsyncEngine, bus: BusNamespace) -> None:
