@@ -27,7 +27,8 @@ class Verdict:
     met: bool
 
 
-def _complete(run: dict[str, Any]) -> bool:
+def complete(run: dict[str, Any]) -> bool:
+    """Every request of the run was accepted and went all the way through."""
     return bool(run["completed"] == run["accepted"] == run["n"])
 
 
@@ -44,7 +45,7 @@ def verdicts(results: list[dict[str, Any]]) -> list[Verdict]:
                     "sustained end to end, flat out",
                     f"≥ {SUSTAINED_PER_S:g}/s",
                     f"{system['e2e_per_s']}/s",
-                    system["e2e_per_s"] >= SUSTAINED_PER_S and _complete(system),
+                    system["e2e_per_s"] >= SUSTAINED_PER_S and complete(system),
                 )
             )
             ratio = r.get("ratio_to_floor")
@@ -69,7 +70,7 @@ def verdicts(results: list[dict[str, Any]]) -> list[Verdict]:
                     f"request → confirmed p99 at {CONFIRMED_RATE_PER_S:g}/s, median run",
                     f"< {CONFIRMED_P99_MS:g} ms",
                     f"{run['confirmed_p99_ms']} ms (runs {runs})",
-                    run["confirmed_p99_ms"] < CONFIRMED_P99_MS and _complete(run),
+                    run["confirmed_p99_ms"] < CONFIRMED_P99_MS and complete(run),
                 )
             )
         latency = r.get("latency")
