@@ -98,6 +98,16 @@ async def probe(bus: BusNamespace) -> AsyncIterator[aio_pika.abc.AbstractQueue]:
         yield queue
 
 
+@contextlib.asynccontextmanager
+async def relay_exchange(bus: BusNamespace) -> AsyncIterator[aio_pika.abc.AbstractExchange]:
+    """The namespace's exchange on a channel opened as the relay opens its own: publisher confirms, and a
+    message the broker returns (no queue bound) raises."""
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        yield await declare_exchange(channel, bus.exchange)
+
+
 async def receive(queue: aio_pika.abc.AbstractQueue, count: int, timeout: float = 15) -> list[str]:
     ids: list[str] = []
     async with asyncio.timeout(timeout):
@@ -158,35 +168,31 @@ async def test_a_relay_marks_what_was_confirmed_with_its_next_read(
     statements = sent_sql
     sent_sql.clear()  # staging the events above went through asyncpg too
     relay = Relay(engine, outbox, service="test", amqp_url=AMQP_URL, exchange=bus.exchange, batch=10)
-    async with probe(bus) as queue:
-        connection = await aio_pika.connect(AMQP_URL)
-        async with connection:
-            channel = await connection.channel(publisher_confirms=True)
-            exchange = await declare_exchange(channel, bus.exchange)
-            assert await relay.publish_batch(exchange) == 10
-            assert await relay.publish_batch(exchange) == 5
-            assert await receive(queue, 15) == [e.id for e in events]
-            if db_kind == "postgres":
-                assert verbs(statements) == ["SELECT", "WITH"], statements  # read 10; mark them and read 5
-            waiting = 5 if db_kind == "postgres" else 0
-            assert (await backlog(engine, outbox))[0] == waiting, "on PostgreSQL the last 5 wait for the next read"
+    async with probe(bus) as queue, relay_exchange(bus) as exchange:
+        assert await relay.publish_batch(exchange) == 10
+        assert await relay.publish_batch(exchange) == 5
+        assert await receive(queue, 15) == [e.id for e in events]
+        if db_kind == "postgres":
+            assert verbs(statements) == ["SELECT", "WITH"], statements  # read 10; mark them and read 5
+        waiting = 5 if db_kind == "postgres" else 0
+        assert (await backlog(engine, outbox))[0] == waiting, "on PostgreSQL the last 5 wait for the next read"
 
-            late = institution_event("late")
-            async with engine.begin() as conn:
-                await stage(conn, outbox, late)
-            statements.clear()
-            assert await relay.publish_batch(exchange) == 1
-            assert await receive(queue, 1) == [late.id]
-            if db_kind == "postgres":
-                assert verbs(statements) == ["WITH"], statements  # mark the 5 and read the late one
-            assert (await backlog(engine, outbox))[0] == (1 if db_kind == "postgres" else 0)
+        late = institution_event("late")
+        async with engine.begin() as conn:
+            await stage(conn, outbox, late)
+        statements.clear()
+        assert await relay.publish_batch(exchange) == 1
+        assert await receive(queue, 1) == [late.id]
+        if db_kind == "postgres":
+            assert verbs(statements) == ["WITH"], statements  # mark the 5 and read the late one
+        assert (await backlog(engine, outbox))[0] == (1 if db_kind == "postgres" else 0)
 
-            await asyncio.sleep(0.3)
-            statements.clear()
-            marking = time.time()
-            assert await relay.publish_batch(exchange) == 0
-            if db_kind == "postgres":
-                assert verbs(statements) == ["WITH"], statements
+        await asyncio.sleep(0.3)
+        statements.clear()
+        marking = time.time()
+        assert await relay.publish_batch(exchange) == 0
+        if db_kind == "postgres":
+            assert verbs(statements) == ["WITH"], statements
     monkeypatch.undo()
     assert (await backlog(engine, outbox))[0] == 0
     async with engine.connect() as conn:
@@ -218,15 +224,11 @@ async def test_a_relays_batch_is_written_in_a_few_turns_of_a_busy_loop_and_arriv
             await asyncio.sleep(0)
 
     async with probe(bus) as queue:
-        connection = await aio_pika.connect(AMQP_URL)
-        async with connection:
-            channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-            exchange = await declare_exchange(channel, bus.exchange)
-            async with running(busy()):
-                await asyncio.sleep(0.01)
-                before = turns
-                assert await relay.publish_batch(exchange) == 600
-                taken = turns - before
+        async with relay_exchange(bus) as exchange, running(busy()):
+            await asyncio.sleep(0.01)
+            before = turns
+            assert await relay.publish_batch(exchange) == 600
+            taken = turns - before
         assert await receive(queue, 600) == [e.id for e in events]
     # One publish a turn would be 600 turns (aio-pika's way, 1,200 or more); a group of 10 a turn is 60, plus
     # the turns while the broker confirms (each at least 2 ms long here).
@@ -240,18 +242,13 @@ async def test_an_event_no_queue_takes_stays_in_the_outbox(engine: AsyncEngine, 
     async with engine.begin() as conn:
         await stage(conn, outbox, event)
     relay = Relay(engine, outbox, service="test", amqp_url=AMQP_URL, exchange=bus.exchange)
-    connection = await aio_pika.connect(AMQP_URL)
-    async with connection:
-        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-        exchange = await declare_exchange(channel, bus.exchange)  # nothing bound to it
+    async with relay_exchange(bus) as exchange:  # nothing bound to it
         with pytest.raises(aio_pika.exceptions.PublishError):
             await relay.publish_batch(exchange)
     assert (await backlog(engine, outbox))[0] == 1
     async with probe(bus) as queue:
-        connection = await aio_pika.connect(AMQP_URL)
-        async with connection:
-            channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-            assert await relay.publish_batch(await declare_exchange(channel, bus.exchange)) == 1
+        async with relay_exchange(bus) as exchange:
+            assert await relay.publish_batch(exchange) == 1
         assert await receive(queue, 1) == [event.id]
 
 
